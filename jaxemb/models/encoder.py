@@ -1,0 +1,270 @@
+"""The BERT/RoBERTa encoder and MLM head in Flax Linen, and the pure functions used at the jit boundary.
+
+Layout choices (measured on a 2-core CPU, see docs/PERFORMANCE.md and ../shared/docs/environment.md):
+- Dense weights are stored as Hugging Face stores them, `(out, in)`, and contracted on their last axis.
+  XLA then needs no transposes, and weight conversion is a rename.
+- Attention runs in (batch, head, seq, dim) layout with a float32 softmax.
+- Dropout draws one 32-bit word per two elements (16-bit decisions): `jax.random.bernoulli` per element
+  dominates a CPU train step.
+- Matmul inputs are cast to the compute dtype with float32 accumulation; parameters, LayerNorm and softmax
+  stay float32.
+
+Parameter tree (`params["encoder"]`):
+  embeddings/{word_embeddings,position_embeddings,token_type_embeddings}/embedding, embeddings/LayerNorm
+  layer_{i}/attention/{query,key,value}/{weight,bias}, layer_{i}/attention/output/{dense,LayerNorm}
+  layer_{i}/intermediate/dense, layer_{i}/output/{dense,LayerNorm}
+and `params["mlm_head"]`: dense, LayerNorm, bias (decoder tied to the word embeddings).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxemb.models.config import EncoderConfig
+
+Params = dict[str, Any]
+
+
+def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
+  """Inverted dropout; identity when rng is None or rate == 0.
+
+  Each 32-bit random word gives two 16-bit keep/drop decisions (rate resolution 1/65536).
+  """
+  if rng is None or rate <= 0.0:
+    return x
+  n = x.size
+  bits = jax.random.bits(rng, ((n + 1) // 2,), jnp.uint32)
+  halves = jnp.stack([bits & 0xFFFF, bits >> 16], axis=-1).reshape(-1)[:n].reshape(x.shape)
+  threshold = int(round(rate * 65536))
+  keep = halves >= threshold
+  keep_prob = 1.0 - threshold / 65536.0
+  return jnp.where(keep, x / keep_prob, jnp.zeros_like(x))
+
+
+class Linear(nn.Module):
+  """y = x W^T + b with W stored (out, in) like PyTorch; float32 accumulation."""
+  features: int
+  dtype: Any = jnp.float32
+  init_std: float = 0.02
+
+  @nn.compact
+  def __call__(self, x):
+    w = self.param("weight", nn.initializers.normal(self.init_std), (self.features, x.shape[-1]), jnp.float32)
+    b = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+    y = jax.lax.dot_general(
+        x.astype(self.dtype), w.astype(self.dtype), (((x.ndim - 1,), (1,)), ((), ())),
+        preferred_element_type=jnp.float32)
+    return y + b
+
+
+def LayerNorm(eps: float) -> nn.LayerNorm:  # noqa: N802 - reads like the module it returns
+  """HF-named LayerNorm in float32; call inside a compact method so it attaches to the caller's scope."""
+  return nn.LayerNorm(epsilon=eps, dtype=jnp.float32, param_dtype=jnp.float32, name="LayerNorm")
+
+
+def _gelu(x, approximate: bool):
+  return jax.nn.gelu(x, approximate=approximate)
+
+
+class Embeddings(nn.Module):
+  config: EncoderConfig
+
+  @nn.compact
+  def __call__(self, ids_BxL, mask_BxL, token_type_ids_BxL, rng, noise_alpha, noise_rng):
+    c = self.config
+    init = nn.initializers.normal(c.initializer_range)
+    x_BxLxD = nn.Embed(c.vocab_size, c.hidden_size, embedding_init=init, name="word_embeddings")(ids_BxL)
+    if noise_rng is not None and noise_alpha > 0:
+      # NEFTune (Jain et al. 2023): Uniform(-1, 1) * alpha / sqrt(L * d) on the input token embeddings.
+      length = jnp.maximum(mask_BxL.sum(-1, keepdims=True), 1).astype(jnp.float32)[..., None]
+      scale = noise_alpha / jnp.sqrt(length * c.hidden_size)
+      noise = jax.random.uniform(noise_rng, x_BxLxD.shape, jnp.float32, -1.0, 1.0)
+      x_BxLxD = x_BxLxD + noise * scale * mask_BxL[..., None]
+    if c.family == "roberta":
+      # HF create_position_ids_from_input_ids: positions count non-pad tokens from padding_idx + 1.
+      not_pad = (ids_BxL != c.pad_token_id).astype(jnp.int32)
+      pos_BxL = jnp.cumsum(not_pad, axis=1) * not_pad + c.pad_token_id
+    else:
+      pos_BxL = jnp.broadcast_to(jnp.arange(ids_BxL.shape[1]), ids_BxL.shape)
+    x_BxLxD = x_BxLxD + nn.Embed(c.max_position_embeddings, c.hidden_size, embedding_init=init,
+                                 name="position_embeddings")(pos_BxL)
+    x_BxLxD = x_BxLxD + nn.Embed(c.type_vocab_size, c.hidden_size, embedding_init=init,
+                                 name="token_type_embeddings")(token_type_ids_BxL)
+    x_BxLxD = LayerNorm(c.layer_norm_eps)(x_BxLxD.astype(jnp.float32))
+    return dropout(x_BxLxD, c.hidden_dropout, rng)
+
+
+class AttentionOutput(nn.Module):
+  config: EncoderConfig
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x, residual, rng):
+    c = self.config
+    x = Linear(c.hidden_size, self.dtype, c.initializer_range, name="dense")(x)
+    x = dropout(x, c.hidden_dropout, rng)
+    return LayerNorm(c.layer_norm_eps)(x + residual)
+
+
+class SelfAttention(nn.Module):
+  config: EncoderConfig
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x_BxLxD, bias_Bx1x1xL, rng):
+    c = self.config
+    b, l, _ = x_BxLxD.shape
+
+    def heads(name):  # -> B x H x L x d
+      y = Linear(c.hidden_size, self.dtype, c.initializer_range, name=name)(x_BxLxD)
+      return y.reshape(b, l, c.num_heads, c.head_dim).transpose(0, 2, 1, 3)
+
+    q_BxHxLxd, k_BxHxLxd, v_BxHxLxd = heads("query"), heads("key"), heads("value")
+    scores_BxHxLxL = jnp.einsum("bhqd,bhkd->bhqk", q_BxHxLxd.astype(self.dtype), k_BxHxLxd.astype(self.dtype),
+                                preferred_element_type=jnp.float32) / math.sqrt(c.head_dim)
+    probs = jax.nn.softmax(scores_BxHxLxL + bias_Bx1x1xL, axis=-1)
+    rng_attn, rng_out = jax.random.split(rng) if rng is not None else (None, None)
+    probs = dropout(probs, c.attention_dropout, rng_attn)
+    ctx_BxHxLxd = jnp.einsum("bhqk,bhkd->bhqd", probs.astype(self.dtype), v_BxHxLxd.astype(self.dtype),
+                             preferred_element_type=jnp.float32)
+    ctx_BxLxD = ctx_BxHxLxd.transpose(0, 2, 1, 3).reshape(b, l, c.hidden_size)
+    return AttentionOutput(c, self.dtype, name="output")(ctx_BxLxD, x_BxLxD, rng_out)
+
+
+class Layer(nn.Module):
+  config: EncoderConfig
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x_BxLxD, bias, rng):
+    c = self.config
+    rng_a, rng_o = jax.random.split(rng) if rng is not None else (None, None)
+    x_BxLxD = SelfAttention(c, self.dtype, name="attention")(x_BxLxD, bias, rng_a)
+    inter_BxLxF = _Intermediate(c, self.dtype, name="intermediate")(x_BxLxD)
+    return _Output(c, self.dtype, name="output")(inter_BxLxF, x_BxLxD, rng_o)
+
+
+class _Intermediate(nn.Module):
+  config: EncoderConfig
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x):
+    c = self.config
+    return _gelu(Linear(c.intermediate_size, self.dtype, c.initializer_range, name="dense")(x), c.gelu_approximate)
+
+
+class _Output(nn.Module):
+  config: EncoderConfig
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x, residual, rng):
+    c = self.config
+    x = Linear(c.hidden_size, self.dtype, c.initializer_range, name="dense")(x)
+    x = dropout(x, c.hidden_dropout, rng)
+    return LayerNorm(c.layer_norm_eps)(x + residual)
+
+
+class BertEncoder(nn.Module):
+  """Post-LN BERT/RoBERTa encoder: ids -> last hidden states. No pooler (the paper mean-pools)."""
+  config: EncoderConfig
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, ids_BxL, mask_BxL, token_type_ids_BxL=None, dropout_rng=None, noise_alpha=0.0,
+               noise_rng=None):
+    c = self.config
+    if token_type_ids_BxL is None:
+      token_type_ids_BxL = jnp.zeros_like(ids_BxL)
+    rngs = (jax.random.split(dropout_rng, c.num_layers + 1) if dropout_rng is not None
+            else [None] * (c.num_layers + 1))
+    x_BxLxD = Embeddings(c, name="embeddings")(ids_BxL, mask_BxL, token_type_ids_BxL, rngs[0], noise_alpha,
+                                               noise_rng)
+    neg = jnp.finfo(jnp.float32).min
+    bias_Bx1x1xL = jnp.where(mask_BxL[:, None, None, :] > 0, 0.0, neg).astype(jnp.float32)
+    for i in range(c.num_layers):
+      x_BxLxD = Layer(c, self.dtype, name=f"layer_{i}")(x_BxLxD, bias_Bx1x1xL, rngs[i + 1])
+    return x_BxLxD
+
+
+class MLMHead(nn.Module):
+  """dense -> gelu -> LayerNorm -> decoder tied to the word embeddings (+ bias). Applied to gathered rows."""
+  config: EncoderConfig
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, h_NxD, word_embeddings_VxD):
+    c = self.config
+    h = Linear(c.hidden_size, self.dtype, c.initializer_range, name="dense")(h_NxD)
+    h = LayerNorm(c.layer_norm_eps)(_gelu(h, c.gelu_approximate))
+    bias = self.param("bias", nn.initializers.zeros, (c.vocab_size,), jnp.float32)
+    logits = jax.lax.dot_general(h.astype(self.dtype), word_embeddings_VxD.astype(self.dtype),
+                                 (((h.ndim - 1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+    return logits + bias
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pure functions at the jit boundary.
+# ---------------------------------------------------------------------------------------------------------
+
+def encode(params_encoder: Params, input_ids_BxL, attention_mask_BxL, *, config: EncoderConfig,
+           token_type_ids_BxL=None, dropout_rng=None, embed_noise_alpha: float = 0.0, noise_rng=None,
+           dtype=jnp.float32):
+  """Last hidden states B x L x D (float32). Dropout only when `dropout_rng` is given; NEFTune noise only
+  when `embed_noise_alpha > 0` and `noise_rng` is given."""
+  return BertEncoder(config, dtype).apply(
+      {"params": params_encoder}, input_ids_BxL, attention_mask_BxL, token_type_ids_BxL,
+      dropout_rng, embed_noise_alpha, noise_rng)
+
+
+def mlm_logits(params: Params, hidden_NxD, *, config: EncoderConfig, dtype=jnp.float32):
+  """Vocabulary logits N x V for already-gathered hidden rows (gather BEFORE the projection)."""
+  wte = params["encoder"]["embeddings"]["word_embeddings"]["embedding"]
+  return MLMHead(config, dtype).apply({"params": params["mlm_head"]}, hidden_NxD, wte)
+
+
+def mean_pool(hidden_BxLxD, mask_BxL):
+  """Masked mean over all non-pad tokens (special tokens included): the paper's document embedding, B x D."""
+  m = mask_BxL.astype(jnp.float32)[..., None]
+  return (hidden_BxLxD.astype(jnp.float32) * m).sum(1) / jnp.maximum(m.sum(1), 1e-9)
+
+
+def gather_rows(hidden_BxLxD, positions_BxM):
+  """hidden rows at the given positions: B x M x D."""
+  return jnp.take_along_axis(hidden_BxLxD, positions_BxM[..., None].astype(jnp.int32), axis=1)
+
+
+def init_params(config: EncoderConfig, seed: int = 0) -> Params:
+  """Randomly initialised encoder + MLM head (HF-style init: N(0, initializer_range), zero bias, LN = 1/0)."""
+  ids = jnp.zeros((1, 4), jnp.int32)
+  enc = BertEncoder(config).init(jax.random.PRNGKey(seed), ids, jnp.ones_like(ids))["params"]
+  head = init_mlm_head(config, seed + 1)
+  return {"encoder": jax.tree.map(np.asarray, enc), "mlm_head": head}
+
+
+def init_mlm_head(config: EncoderConfig, seed: int = 0) -> Params:
+  wte = jnp.zeros((config.vocab_size, config.hidden_size), jnp.float32)
+  head = MLMHead(config).init(jax.random.PRNGKey(seed), jnp.zeros((1, config.hidden_size)), wte)["params"]
+  return jax.tree.map(np.asarray, head)
+
+
+@functools.lru_cache(maxsize=None)
+def jitted_embed_fn(config: EncoderConfig, dtype_name: str = "float32", normalize: bool = False):
+  """jit(ids, mask -> pooled B x D) for the embedding path. Cached per (config, dtype, normalize)."""
+  dtype = jnp.dtype(dtype_name)
+
+  def fn(params_encoder, ids_BxL, mask_BxL):
+    pooled = mean_pool(encode(params_encoder, ids_BxL, mask_BxL, config=config, dtype=dtype), mask_BxL)
+    if normalize:
+      pooled = pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
+    return pooled
+
+  return jax.jit(fn)
