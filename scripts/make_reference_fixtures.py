@@ -67,7 +67,7 @@ ATTN_IMPLEMENTATION = "eager"
 
 # Varied on purpose: tokenizer normalisation (accents, case, whitespace), unknown / multi-piece characters
 # (Greek, CJK, emoji, micro sign), clinical shorthand, the empty string, and one text long enough to be
-# truncated at MAX_LENGTH, which makes L = 64. Ten texts keep the NxLxD float32 tensor under 1 MB.
+# truncated at MAX_LENGTH, which makes L = 64. Nine texts keep the NxLxD float32 tensor under 1 MB.
 MINILM_TEXTS = (
     "Hello world.",
     (
@@ -84,8 +84,7 @@ MINILM_TEXTS = (
     "患者主诉胸痛三天 😷 follow-up in 2 wks 👍",
     "Vitamin B12 500 µg IM monthly; dose 2.5 mg/kg; temp 38.5 °C.",
     "Pt c/o SOB, hx of CHF, s/p CABG x3, BP 140/90, HbA1c 7.2%",
-    "MRI BRAIN W/O CONTRAST:  No Acute Intracranial Abnormality.\n\tImpression: NORMAL study.",
-    "MRSA+ wound cx; started vanc 1g q12h, f/u LFTs & CBC w/ diff.",
+    "MRI BRAIN W/O CONTRAST:  No Acute Intracranial Abnormality.\n\tImpression: NORMAL study; MRSA+ wound cx.",
 )
 
 MLM_TEXTS = ("The patient was given aspirin.", "Chest pain radiating to the left arm.")
@@ -387,7 +386,7 @@ def make_tiny_bert() -> None:
   config = transformers.BertConfig(**TINY_COMMON, type_vocab_size=2, pad_token_id=0, layer_norm_eps=1e-12)
   torch.manual_seed(0)
   model = transformers.BertForMaskedLM(config)
-  perturbed = _perturb_constant_params(model, seed=1)
+  perturbed = _perturb_constant_params(model, seed=2)
   model.set_attn_implementation(ATTN_IMPLEMENTATION)
   model.eval()
   assert model.cls.predictions.decoder.weight.data_ptr() == model.bert.embeddings.word_embeddings.weight.data_ptr()
@@ -422,7 +421,7 @@ def make_tiny_bert() -> None:
       {
           "model_dir": "tiny_bert",
           "torch_class": "transformers.BertForMaskedLM(config) (eval, float32, eager); hidden from .bert",
-          "init": "torch.manual_seed(0) then every all-0/all-1 parameter += 0.1 * N(0,1) (torch.Generator seed 1)",
+          "init": "torch.manual_seed(0) then every all-0/all-1 parameter += 0.1 * N(0,1) (torch.Generator seed 2)",
           "perturbed": perturbed,
           "position_ids": "arange(L)",
           "lm_head": (

@@ -5,6 +5,7 @@ docs/method.md, written with explicit loops, and (b) hand-worked cases whose num
 comments, so the expected values never come from the code under test.
 """
 
+import inspect
 import math
 import os
 import subprocess
@@ -21,12 +22,48 @@ RTOL = 1e-5
 ATOL = 1e-6
 E = math.e
 
-# Everything runs jitted: that is how the train step uses the losses, and on CPU one compile per shape is
-# far cheaper than eager op-by-op dispatch.
-masked_lm_loss = jax.jit(losses.masked_lm_loss)
-nt_xent = jax.jit(losses.nt_xent, static_argnames="temperature")
-supcon = jax.jit(losses.supcon, static_argnames="temperature")
-classification_loss = jax.jit(losses.classification_loss)
+# Each loss runs jitted together with its gradient, as in the train step; on a CPU shared with other
+# workers one compile per (shape, temperature) is far cheaper than eager dispatch or separate compiles.
+# Tests therefore reuse a few shapes, and every call also asserts that the gradient is finite.
+_mlm_vg = jax.jit(jax.value_and_grad(losses.masked_lm_loss, has_aux=True))
+_ntx_vg = jax.jit(jax.value_and_grad(losses.nt_xent, argnums=(0, 1)), static_argnames="temperature")
+_sup_vg = jax.jit(jax.value_and_grad(losses.supcon), static_argnames="temperature")
+_ce_vg = jax.jit(jax.value_and_grad(losses.classification_loss))
+
+
+def _finite(*arrays):
+  for a in arrays:
+    assert np.all(np.isfinite(np.asarray(a, np.float32))), a
+  return arrays
+
+
+def masked_lm_loss(logits, labels, weights):
+  """-> (loss, n_predictions, d loss / d logits)."""
+  (loss, n), grad = _mlm_vg(logits, np.asarray(labels, np.int32), np.asarray(weights, np.float32))
+  _finite(loss, grad)
+  return loss, n, grad
+
+
+def nt_xent(anchors, positives, temperature):
+  """-> (loss, d loss / d concat(anchors, positives))."""
+  loss, (g_a, g_p) = _ntx_vg(anchors, positives, temperature=temperature)
+  _finite(loss, g_a, g_p)
+  return loss, np.concatenate([g_a, g_p], axis=0)
+
+
+def supcon(x, labels, temperature, valid="all"):
+  """-> (loss, d loss / d x). valid="all" passes an all-True mask (None exercises the default)."""
+  if isinstance(valid, str):
+    valid = np.ones(len(labels), bool)
+  loss, grad = _sup_vg(x, np.asarray(labels, np.int32), temperature=temperature, valid_B=valid)
+  _finite(loss, grad)
+  return loss, grad
+
+
+def classification_loss(logits, labels, valid=None):
+  loss, grad = _ce_vg(logits, np.asarray(labels, np.int32), valid)
+  _finite(loss, grad)
+  return loss
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -90,18 +127,19 @@ def np_ce(logits, labels):
   return float(np.mean([-_np_log_softmax_at(logits[i], labels[i], range(k)) for i in range(len(labels))]))
 
 
-def _unit(deg, length=1.0):
+def _unit(deg, length=1.0, dim=4):
+  """A 2-D vector at `deg` degrees of the given length, zero-padded to `dim` (cosines are unchanged)."""
   rad = math.radians(deg)
-  return [length * math.cos(rad), length * math.sin(rad)]
+  return [length * math.cos(rad), length * math.sin(rad)] + [0.0] * (dim - 2)
 
 
-def _directional_check(f, x, seed):
-  """jax.grad(f)(x) . v equals a central finite difference of f along a random unit v."""
+def _directional_check(value_and_grad, x, seed):
+  """The gradient along a random unit direction v equals a central finite difference of the value."""
   v = np.random.default_rng(seed).normal(size=x.shape).astype(np.float32)
   v /= np.linalg.norm(v)
   h = 1e-3
-  numeric = (float(f(x + h * v)) - float(f(x - h * v))) / (2 * h)
-  analytic = float(jnp.vdot(jax.jit(jax.grad(f))(x), v))
+  numeric = (float(value_and_grad(x + h * v)[0]) - float(value_and_grad(x - h * v)[0])) / (2 * h)
+  analytic = float(np.vdot(value_and_grad(x)[1], v))
   np.testing.assert_allclose(analytic, numeric, rtol=2e-2, atol=2e-3)
 
 
@@ -120,7 +158,7 @@ def _mlm_inputs(seed=0, n=3, m=4, v=7):
 
 def test_masked_lm_loss_matches_numpy_mean_over_real_predictions():
   logits, labels, weights = _mlm_inputs()
-  loss, n = masked_lm_loss(logits, labels, weights)
+  loss, n, _ = masked_lm_loss(logits, labels, weights)
   want, want_n = np_masked_lm_loss(logits, labels, weights)
   assert loss.dtype == jnp.float32
   np.testing.assert_allclose(loss, want, rtol=RTOL)
@@ -128,42 +166,48 @@ def test_masked_lm_loss_matches_numpy_mean_over_real_predictions():
 
 
 def test_masked_lm_loss_hand_worked():
-  # One real slot with logits [0, 0, log 2] and label 2: p = 2 / (1 + 1 + 2) = 1/2, CE = log 2.
-  # A second slot has weight 0 and must not count.
-  logits = np.array([[[0.0, 0.0, math.log(2.0)], [5.0, -5.0, 0.0]]], np.float32)
-  loss, n = masked_lm_loss(logits, np.array([[2, 1]]), np.array([[1.0, 0.0]], np.float32))
-  np.testing.assert_allclose(loss, math.log(2.0), rtol=RTOL)
-  assert float(n) == 1.0
+  # Slot (0, 0): logits [0, 0, log 2, 0, ...] with label 2 over V = 7:
+  #   p = 2 / (6 * 1 + 2) = 1/4, CE = log 4.
+  # Slot (0, 1): logits all 0, label 5: p = 1/7, CE = log 7.  Every other slot has weight 0.
+  # Weighted mean = (log 4 + log 7) / 2 = log(28) / 2 = 1.666102.
+  logits = np.zeros((3, 4, 7), np.float32)
+  logits[0, 0, 2] = math.log(2.0)
+  logits[1:, :, 0] = 30.0  # padding slots with loud logits
+  labels = np.zeros((3, 4), np.int32)
+  labels[0, :2] = [2, 5]
+  weights = np.zeros((3, 4), np.float32)
+  weights[0, :2] = 1.0
+  loss, n, _ = masked_lm_loss(logits, labels, weights)
+  np.testing.assert_allclose(loss, math.log(28.0) / 2, rtol=RTOL)
+  assert float(n) == 2.0
 
 
 def test_masked_lm_loss_ignores_weight_zero_slots():
   logits, labels, weights = _mlm_inputs()
-  base, _ = masked_lm_loss(logits, labels, weights)
+  base, _, base_grad = masked_lm_loss(logits, labels, weights)
   pad = weights == 0
   logits2 = logits.copy()
   logits2[pad] = np.random.default_rng(1).normal(scale=50.0, size=logits2[pad].shape)
   logits2[0, 3, 0] = np.nan  # even garbage in a padding slot must not leak
   labels2 = labels.copy()
   labels2[pad] = -100  # an "ignore index" style label, out of range
-  changed, _ = masked_lm_loss(logits2, labels2, weights)
+  changed, _, grad = masked_lm_loss(logits2, labels2, weights)
   np.testing.assert_allclose(changed, base, rtol=RTOL)
-  grad = jax.jit(jax.grad(lambda x: masked_lm_loss(x, labels2, weights)[0]))(logits2)
-  assert np.all(np.isfinite(grad)) and np.all(np.asarray(grad)[pad] == 0.0)
+  assert np.all(np.asarray(grad)[pad] == 0.0)
+  np.testing.assert_allclose(grad, base_grad, rtol=RTOL, atol=ATOL)
 
 
 def test_masked_lm_loss_no_predictions_is_zero_not_nan():
   logits, labels, _ = _mlm_inputs()
-  weights = np.zeros(labels.shape, np.float32)
-  loss, n = masked_lm_loss(logits, labels, weights)
+  loss, n, grad = masked_lm_loss(logits, labels, np.zeros(labels.shape, np.float32))
   assert float(loss) == 0.0 and float(n) == 0.0
-  grad = jax.jit(jax.grad(lambda x: masked_lm_loss(x, labels, weights)[0]))(logits)
   assert np.all(np.asarray(grad) == 0.0)
 
 
 def test_masked_lm_loss_bf16_logits_computed_in_float32():
   logits, labels, weights = _mlm_inputs()
   logits_bf16 = jnp.asarray(logits, jnp.bfloat16)
-  loss, _ = masked_lm_loss(logits_bf16, labels, weights)
+  loss, _, _ = masked_lm_loss(logits_bf16, labels, weights)
   want, _ = np_masked_lm_loss(np.asarray(logits_bf16.astype(jnp.float32)), labels, weights)
   assert loss.dtype == jnp.float32
   np.testing.assert_allclose(loss, want, rtol=RTOL)
@@ -174,26 +218,37 @@ def test_masked_lm_loss_bf16_logits_computed_in_float32():
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _pairs(seed, n=3, d=4):
+  rng = np.random.default_rng(seed)
+  anchors = rng.normal(size=(n, d)).astype(np.float32)
+  positives = (anchors + 0.5 * rng.normal(size=(n, d))).astype(np.float32)
+  return anchors, positives
+
+
 def test_nt_xent_matches_numpy():
-  rng = np.random.default_rng(0)
-  anchors = rng.normal(size=(5, 8)).astype(np.float32)
-  positives = (anchors + 0.5 * rng.normal(size=(5, 8))).astype(np.float32)
-  for tau in (0.05, 0.5):
-    got = nt_xent(anchors, positives, temperature=tau)
-    np.testing.assert_allclose(got, np_nt_xent(anchors, positives, tau), rtol=RTOL)
+  anchors, positives = _pairs(0)
+  for tau in (0.05, 0.5):  # 0.05 is the DeCLUTR default
+    loss, _ = nt_xent(anchors, positives, temperature=tau)
+    np.testing.assert_allclose(loss, np_nt_xent(anchors, positives, tau), rtol=RTOL)
+
+
+def test_default_temperatures_follow_the_method():
+  # DeCLUTR uses tau = 0.05, the metadata SupCon tau = 0.1 (docs/method.md).
+  assert inspect.signature(losses.nt_xent).parameters["temperature"].default == 0.05
+  assert inspect.signature(losses.supcon).parameters["temperature"].default == 0.1
 
 
 def test_nt_xent_hand_worked_three_pairs():
   # N = 3 pairs of 2-D vectors at known angles (lengths are irrelevant after l2norm):
   #   rows z0..z5 = a1 0deg, a2 90deg, a3 180deg, p1 0deg, p2 90deg, p3 270deg;  tau = 0.5.
-  # Cosines (row: z0 z1 z2 z3 z4 z5), then S = cos / 0.5 = 2 cos; '*' = excluded diagonal:
-  #   z0:  *  0 -1  1  0  0   target z3 (s = 2)
-  #   z1:  0  * 0  0  1 -1    target z4 (s = 2)
-  #   z2: -1  0  *  -1  0  0  target z5 (s = 0)
-  #   z3:  1  0 -1  *  0  0   target z0 (s = 2)
-  #   z4:  0  1  0  0  * -1   target z1 (s = 2)
-  #   z5:  0 -1  0  0 -1  *   target z2 (s = 0)
-  # Rows z0, z1, z3, z4 each see S values {2, 0, 0, 0, -2}:
+  # Cosines (columns z0..z5), S = cos / 0.5 = 2 cos; '*' = excluded diagonal; target = (i + 3) mod 6:
+  #   z0:  *  0 -1  1  0  0   target z3: s = 2
+  #   z1:  0  *  0  0  1 -1   target z4: s = 2
+  #   z2: -1  0  * -1  0  0   target z5: s = 0
+  #   z3:  1  0 -1  *  0  0   target z0: s = 2
+  #   z4:  0  1  0  0  * -1   target z1: s = 2
+  #   z5:  0 -1  0  0 -1  *   target z2: s = 0
+  # Rows z0, z1, z3, z4 each see S values {2, 0, 0, 0, -2} with target 2:
   #   CE = log(e^2 + 3 + e^-2) - 2 = log(10.524391) - 2 = 2.353696 - 2 = 0.353696
   # Rows z2, z5 each see {0, 0, 0, -2, -2} with target 0:
   #   CE = log(3 + 2 e^-2) - 0 = log(3.270671) = 1.184995
@@ -202,42 +257,33 @@ def test_nt_xent_hand_worked_three_pairs():
   positives = np.array([_unit(0), _unit(90, 5.0), _unit(270)], np.float32)
   want = (4 * (math.log(E**2 + 3 + E**-2) - 2) + 2 * math.log(3 + 2 * E**-2)) / 6
   assert abs(want - 0.6307954) < 1e-6
-  np.testing.assert_allclose(nt_xent(anchors, positives, temperature=0.5), want, rtol=RTOL)
-
-
-def test_nt_xent_single_pair_is_zero():
-  # With N = 1 each row's only candidate is its positive: CE = -log 1 = 0.
-  loss = nt_xent(np.array([[1.0, 2.0]]), np.array([[-3.0, 0.5]]))
-  np.testing.assert_allclose(loss, 0.0, atol=ATOL)
+  loss, _ = nt_xent(anchors, positives, temperature=0.5)
+  np.testing.assert_allclose(loss, want, rtol=RTOL)
 
 
 def test_nt_xent_invariant_to_scaling_rows():
-  rng = np.random.default_rng(2)
-  anchors = rng.normal(size=(4, 6)).astype(np.float32)
-  positives = rng.normal(size=(4, 6)).astype(np.float32)
-  scale_a = rng.uniform(0.01, 100.0, size=(4, 1)).astype(np.float32)
-  scale_p = rng.uniform(0.01, 100.0, size=(4, 1)).astype(np.float32)
-  np.testing.assert_allclose(
-      nt_xent(anchors * scale_a, positives * scale_p), nt_xent(anchors, positives), rtol=RTOL)
+  anchors, positives = _pairs(2)
+  rng = np.random.default_rng(3)
+  scale_a = rng.uniform(0.01, 100.0, size=(3, 1)).astype(np.float32)
+  scale_p = rng.uniform(0.01, 100.0, size=(3, 1)).astype(np.float32)
+  scaled, _ = nt_xent(anchors * scale_a, positives * scale_p, temperature=0.5)
+  np.testing.assert_allclose(scaled, nt_xent(anchors, positives, temperature=0.5)[0], rtol=RTOL)
 
 
 def test_nt_xent_gradient_matches_finite_difference_and_survives_zero_rows():
-  rng = np.random.default_rng(3)
-  x = rng.normal(size=(6, 5)).astype(np.float32)
+  anchors, positives = _pairs(4)
+  x = np.concatenate([anchors, positives])
   _directional_check(lambda x: nt_xent(x[:3], x[3:], temperature=0.5), x, seed=0)
-  x[1] = 0.0  # a degenerate (all-zero) embedding must not produce NaN
-  loss, grad = jax.jit(jax.value_and_grad(lambda x: nt_xent(x[:3], x[3:])))(x)
-  assert np.isfinite(float(loss)) and np.all(np.isfinite(grad))
+  anchors[1] = 0.0  # a degenerate (all-zero) embedding: finite loss and gradient (checked in nt_xent)
+  nt_xent(anchors, positives, temperature=0.5)
 
 
 def test_nt_xent_bf16_inputs():
-  rng = np.random.default_rng(4)
-  anchors = jnp.asarray(rng.normal(size=(3, 8)), jnp.bfloat16)
-  positives = jnp.asarray(rng.normal(size=(3, 8)), jnp.bfloat16)
-  got = nt_xent(anchors, positives, temperature=0.5)
-  assert got.dtype == jnp.float32
+  anchors, positives = (jnp.asarray(a, jnp.bfloat16) for a in _pairs(5))
+  loss, _ = nt_xent(anchors, positives, temperature=0.5)
+  assert loss.dtype == jnp.float32
   want = np_nt_xent(np.asarray(anchors.astype(jnp.float32)), np.asarray(positives.astype(jnp.float32)), 0.5)
-  np.testing.assert_allclose(got, want, rtol=RTOL)
+  np.testing.assert_allclose(loss, want, rtol=RTOL)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -246,12 +292,10 @@ def test_nt_xent_bf16_inputs():
 
 
 def test_supcon_matches_numpy():
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(8, 6)).astype(np.float32)
-  labels = np.array([0, 1, 0, 2, 1, 0, 3, 1], np.int32)  # row 3 and row 6 have no positive
-  for tau in (0.1, 0.5):
-    got = supcon(x, labels, temperature=tau)
-    np.testing.assert_allclose(got, np_supcon(x, labels, tau), rtol=RTOL)
+  x = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+  labels = np.array([0, 1, 0, 2, 1, 0, 3, 1], np.int32)  # rows 3 and 6 have no positive
+  loss, _ = supcon(x, labels, temperature=0.1, valid=None)  # valid_B=None: every row is real
+  np.testing.assert_allclose(loss, np_supcon(x, labels, 0.1), rtol=RTOL)
 
 
 def test_supcon_hand_worked_three_examples():
@@ -267,7 +311,8 @@ def test_supcon_hand_worked_three_examples():
   x = np.array([_unit(0, 3.0), _unit(90), _unit(180, 0.5)], np.float32)
   want = (math.log(1 + E**-2) + math.log(2.0)) / 2
   assert abs(want - 0.4100376) < 1e-6
-  np.testing.assert_allclose(supcon(x, np.array([0, 0, 1]), temperature=0.5), want, rtol=RTOL)
+  loss, _ = supcon(x, [0, 0, 1], temperature=0.5)
+  np.testing.assert_allclose(loss, want, rtol=RTOL)
 
 
 def test_supcon_hand_worked_mean_over_two_positives():
@@ -281,62 +326,59 @@ def test_supcon_hand_worked_mean_over_two_positives():
   x = np.array([_unit(0), _unit(90), _unit(180), _unit(270)], np.float32)
   want = math.log(2 + E**-2) + 2 / 3
   assert abs(want - 1.4252903) < 1e-6
-  np.testing.assert_allclose(supcon(x, np.array([0, 0, 0, 1]), temperature=0.5), want, rtol=RTOL)
+  loss, _ = supcon(x, [0, 0, 0, 1], temperature=0.5)
+  np.testing.assert_allclose(loss, want, rtol=RTOL)
 
 
 @pytest.mark.parametrize(
     "labels, valid",
     [
-        ([0, 1, 2, 3], None),  # no positive pair
-        ([5, 5, 5, 5], None),  # all one label: no negative pair
+        ([0, 1, 2, 3], [True] * 4),  # no positive pair
+        ([5, 5, 5, 5], [True] * 4),  # all one label: no negative pair
         ([0, 1, 2, 2], [True, True, True, False]),  # the only pair involves a padding row
         ([4, 4, 7, 7], [True, True, False, False]),  # the only negatives are padding rows
-        ([0, 0, 1, 1], [False, False, False, False]),  # nothing valid
+        ([0, 0, 1, 1], [False] * 4),  # nothing valid
     ],
 )
 def test_supcon_without_signal_is_exactly_zero_with_zero_gradient(labels, valid):
-  x = np.random.default_rng(5).normal(size=(4, 3)).astype(np.float32)
-  valid = None if valid is None else np.array(valid)
-  loss, grad = jax.jit(jax.value_and_grad(lambda x: supcon(x, np.array(labels), valid_B=valid)))(x)
+  x = np.random.default_rng(5).normal(size=(4, 4)).astype(np.float32)
+  loss, grad = supcon(x, labels, temperature=0.5, valid=np.array(valid))
   assert float(loss) == 0.0
   assert np.all(np.asarray(grad) == 0.0)
 
 
 def test_supcon_excludes_anchors_without_positives():
-  # Two rows of label 9 form the only positive pair; the three singletons are negatives but not anchors.
-  rng = np.random.default_rng(6)
-  x = rng.normal(size=(5, 4)).astype(np.float32)
-  labels = np.array([9, 1, 9, 2, 3])
+  # Rows 0 and 2 (label 9) form the only positive pair; rows 1 and 3 are negatives but not anchors.
+  x = np.random.default_rng(6).normal(size=(4, 4)).astype(np.float32)
   z = _np_unit_rows(x)
-  s = z @ z.T / 0.1
+  s = z @ z.T / 0.5
 
   def anchor_term(i, p):
-    return -(s[i, p] - np.log(sum(np.exp(s[i, a]) for a in range(5) if a != i)))
+    return -(s[i, p] - np.log(sum(np.exp(s[i, a]) for a in range(4) if a != i)))
 
-  want = (anchor_term(0, 2) + anchor_term(2, 0)) / 2  # average over the 2 anchors, not over all 5
-  np.testing.assert_allclose(supcon(x, labels), want, rtol=RTOL)
+  want = (anchor_term(0, 2) + anchor_term(2, 0)) / 2  # averaged over the 2 anchors, not over all 4
+  loss, _ = supcon(x, [9, 1, 9, 2], temperature=0.5)
+  np.testing.assert_allclose(loss, want, rtol=RTOL)
 
 
 def test_supcon_padding_rows_are_neither_anchors_nor_candidates():
-  rng = np.random.default_rng(7)
-  x = rng.normal(size=(6, 4)).astype(np.float32)
-  labels = np.array([0, 1, 0, 1, 0, 1])
-  valid = np.array([True, True, True, True, False, False])
-  got = supcon(x, labels, valid_B=valid)
-  np.testing.assert_allclose(got, supcon(x[:4], labels[:4]), rtol=RTOL)
-  np.testing.assert_allclose(got, np_supcon(x, labels, 0.1, valid), rtol=RTOL)
+  x = np.random.default_rng(7).normal(size=(8, 4)).astype(np.float32)
+  labels = np.array([0, 1, 0, 1, 2, 0, 1, 2])
+  valid = np.array([True] * 6 + [False] * 2)
+  loss, grad = supcon(x, labels, temperature=0.1, valid=valid)
+  np.testing.assert_allclose(loss, np_supcon(x, labels, 0.1, valid), rtol=RTOL)
+  assert np.all(np.asarray(grad)[6:] == 0.0)
   # Padding content (even a zero vector) changes neither the value nor the real rows' gradient.
   x_pad = x.copy()
-  x_pad[4:] = 0.0
-  g = jax.jit(jax.grad(lambda x: supcon(x, labels, valid_B=valid)))
-  np.testing.assert_allclose(supcon(x_pad, labels, valid_B=valid), got, rtol=RTOL)
-  np.testing.assert_allclose(g(x_pad)[:4], g(x)[:4], rtol=1e-4, atol=1e-6)
-  assert np.all(np.asarray(g(x_pad))[4:] == 0.0)
+  x_pad[6:] = 0.0
+  loss_pad, grad_pad = supcon(x_pad, labels, temperature=0.1, valid=valid)
+  np.testing.assert_allclose(loss_pad, loss, rtol=RTOL)
+  np.testing.assert_allclose(grad_pad[:6], grad[:6], rtol=1e-4, atol=1e-6)
 
 
 def test_supcon_gradient_matches_finite_difference():
-  x = np.random.default_rng(8).normal(size=(5, 4)).astype(np.float32)
-  _directional_check(lambda x: supcon(x, np.array([0, 1, 0, 1, 2]), temperature=0.5), x, seed=1)
+  x = np.random.default_rng(8).normal(size=(4, 4)).astype(np.float32)
+  _directional_check(lambda x: supcon(x, [0, 1, 0, 1], temperature=0.5), x, seed=1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -348,22 +390,28 @@ def test_classification_loss_matches_numpy():
   rng = np.random.default_rng(9)
   logits = rng.normal(scale=3.0, size=(6, 4)).astype(np.float32)
   labels = rng.integers(0, 4, size=6).astype(np.int32)
-  got = classification_loss(logits, labels)
-  assert got.dtype == jnp.float32
-  np.testing.assert_allclose(got, np_ce(logits, labels), rtol=RTOL)
-  # Hand-worked: logits [0, log 3] with label 1 -> p = 3/4, CE = log(4/3) = 0.287682.
-  np.testing.assert_allclose(
-      classification_loss(np.array([[0.0, math.log(3.0)]]), np.array([1])), math.log(4 / 3), rtol=RTOL)
+  loss = classification_loss(logits, labels)
+  assert loss.dtype == jnp.float32
+  np.testing.assert_allclose(loss, np_ce(logits, labels), rtol=RTOL)
+
+
+def test_classification_loss_hand_worked():
+  # Row 0: logits [0, log 3, 0, 0], label 1 -> p = 3/6, CE = log 2.
+  # Row 1: logits all 0, label 3 -> p = 1/4, CE = log 4.  Mean = (log 2 + log 4) / 2 = 1.5 log 2.
+  logits = np.zeros((6, 4), np.float32)
+  logits[0, 1] = math.log(3.0)
+  valid = np.array([True, True] + [False] * 4)
+  loss = classification_loss(logits, [1, 3, 0, 0, 0, 0], valid)
+  np.testing.assert_allclose(loss, 1.5 * math.log(2.0), rtol=RTOL)
 
 
 def test_classification_loss_valid_mask():
-  rng = np.random.default_rng(10)
-  logits = rng.normal(size=(5, 3)).astype(np.float32)
-  labels = np.array([0, 2, 1, -1, 99])  # padding rows may carry junk labels
-  valid = np.array([True, True, True, False, False])
-  got = classification_loss(logits, labels, valid_B=valid)
-  np.testing.assert_allclose(got, np_ce(logits[:3], labels[:3]), rtol=RTOL)
-  assert float(classification_loss(logits, labels, valid_B=np.zeros(5, bool))) == 0.0
+  logits = np.random.default_rng(10).normal(size=(6, 4)).astype(np.float32)
+  labels = np.array([0, 2, 1, 3, -1, 99])  # padding rows may carry junk labels
+  valid = np.array([True] * 4 + [False] * 2)
+  loss = classification_loss(logits, labels, valid)
+  np.testing.assert_allclose(loss, np_ce(logits[:4], labels[:4]), rtol=RTOL)
+  assert float(classification_loss(logits, labels, np.zeros(6, bool))) == 0.0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -380,27 +428,30 @@ mesh = Mesh(np.array(jax.devices()), ("data",))
 rows = NamedSharding(mesh, P("data"))
 rng = np.random.default_rng(0)
 anchors = rng.normal(size=(8, 16)).astype(np.float32)
-positives = (anchors + 0.3 * rng.normal(size=(8, 16))).astype(np.float32)
+positives = (anchors + rng.normal(size=(8, 16))).astype(np.float32)
 x = rng.normal(size=(8, 16)).astype(np.float32)
-labels = np.array([0, 1, 0, 2, 1, 3, 0, 1], np.int32)  # positives cross device boundaries
+labels = np.array([0, 1, 0, 2, 1, 3, 0, 1], np.int32)  # positive pairs cross device boundaries
 valid = np.array([True] * 7 + [False])
+inputs = (anchors, positives, x, labels, valid)
 
-ntx = jax.jit(lambda a, p: losses.nt_xent(a, p, temperature=0.05))
-sup = jax.jit(lambda x, y, v: losses.supcon(x, y, temperature=0.1, valid_B=v))
+
+@jax.jit
+def both(anchors, positives, x, labels, valid):
+  ntx, g_ntx = jax.value_and_grad(losses.nt_xent)(anchors, positives, 0.05)
+  sup, g_sup = jax.value_and_grad(losses.supcon)(x, labels, 0.1, valid)
+  return ntx, sup, g_ntx, g_sup
+
+
 one = jax.devices()[0]
-ref_ntx = float(ntx(jax.device_put(anchors, one), jax.device_put(positives, one)))
-ref_sup = float(sup(*(jax.device_put(a, one) for a in (x, labels, valid))))
-
-sa, sp, sx, sy, sv = (jax.device_put(a, rows) for a in (anchors, positives, x, labels, valid))
-assert len(sa.sharding.device_set) == 4 and not sa.sharding.is_fully_replicated
-got_ntx = float(ntx(sa, sp))
-got_sup = float(sup(sx, sy, sv))
-np.testing.assert_allclose(got_ntx, ref_ntx, rtol=1e-5)
-np.testing.assert_allclose(got_sup, ref_sup, rtol=1e-5)
-g_ref = jax.grad(lambda a: ntx(a, positives))(jax.device_put(anchors, one))
-g_got = jax.grad(lambda a: ntx(a, sp))(sa)
-np.testing.assert_allclose(np.asarray(g_got), np.asarray(g_ref), rtol=1e-4, atol=1e-6)
-print("OK", got_ntx, got_sup)
+ref = both(*(jax.device_put(a, one) for a in inputs))
+sharded = [jax.device_put(a, rows) for a in inputs]
+assert len(sharded[0].sharding.device_set) == 4 and not sharded[0].sharding.is_fully_replicated
+got = both(*sharded)
+np.testing.assert_allclose(float(got[0]), float(ref[0]), rtol=1e-5)
+np.testing.assert_allclose(float(got[1]), float(ref[1]), rtol=1e-5)
+for g, r in zip(got[2:], ref[2:]):
+  np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-4, atol=1e-6)
+print("OK", float(got[0]), float(got[1]))
 """
 
 

@@ -38,6 +38,7 @@ REASONS = {
   "invalid_label": "label field is not a scalar",
   "missing_metadata": "required metadata field missing or empty",
   "invalid_metadata": "metadata field is not a scalar",
+  "no_tokens": "the tokenizer produced no tokens for the cleaned text",
 }
 
 

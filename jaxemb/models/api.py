@@ -119,6 +119,26 @@ class Encoder:
     return cls(config, params, tokenizer, hf_config=hf_config, names=names, extras=extras,
                head_loaded=head_loaded, source_dir=folder, name=name)
 
+  @classmethod
+  def from_config(cls, config: EncoderConfig, tokenizer_dir: str | os.PathLike | None = None, seed: int = 0,
+                  name: str = "random") -> "Encoder":
+    """A randomly initialised encoder (HF-style init) with the tokenizer of `tokenizer_dir` (default MiniLM's).
+    For tests and from-scratch experiments."""
+    from jaxemb.models.encoder import init_params
+    tok_dir = Path(tokenizer_dir) if tokenizer_dir is not None else packaged_minilm_dir()
+    hf_config = {"model_type": config.family, "architectures": ["BertModel" if config.family == "bert"
+                                                                 else "RobertaModel"],
+                 "vocab_size": config.vocab_size, "hidden_size": config.hidden_size,
+                 "num_hidden_layers": config.num_layers, "num_attention_heads": config.num_heads,
+                 "intermediate_size": config.intermediate_size,
+                 "max_position_embeddings": config.max_position_embeddings,
+                 "type_vocab_size": config.type_vocab_size, "layer_norm_eps": config.layer_norm_eps,
+                 "hidden_act": config.hidden_act, "hidden_dropout_prob": config.hidden_dropout,
+                 "attention_probs_dropout_prob": config.attention_dropout, "pad_token_id": config.pad_token_id,
+                 "initializer_range": config.initializer_range, "position_embedding_type": "absolute"}
+    return cls(config, init_params(config, seed), load_tokenizer(tok_dir), hf_config=hf_config,
+               names=convert.default_names(config), extras={}, head_loaded=False, source_dir=None, name=name)
+
   # ------------------------------------------------------------------------------------------ embedding
   def tokenize(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
     """Token ids with special tokens, truncated to max_length (special tokens included)."""

@@ -185,7 +185,8 @@ def import_hf_tensors(tensors: dict[str, np.ndarray], config: EncoderConfig, sou
   head_loaded = bool(head_found)
   if head_loaded:
     want = {**want, **head_want}
-  missing = [names.get(p, "/".join(p)) for p in want if p not in flat]
+  expected_names = default_names(config)
+  missing = [prefix + expected_names[p] if p[0] == "encoder" else expected_names[p] for p in want if p not in flat]
   for p, shape in want.items():
     if p in flat and flat[p].shape != shape:
       problems.append(f"{names[p]}: shape {flat[p].shape}, config expects {shape}")
@@ -250,3 +251,25 @@ def export_hf_tensors(params: dict, names: dict[tuple[str, ...], str], extras: d
 
 def save_tensors(tensors: dict[str, np.ndarray], path: Path) -> None:
   save_file(tensors, str(path), metadata={"format": "pt"})
+
+
+def default_names(config: EncoderConfig) -> dict[tuple[str, ...], str]:
+  """HF names of a freshly initialised model (BertModel / RobertaModel layout, no prefix) plus head names."""
+  names = {}
+  for path in expected_paths(config):
+    _, mod, *rest = path
+    if mod == "embeddings":
+      sub, leaf = rest
+      names[path] = f"embeddings.{sub}.weight" if sub != "LayerNorm" else f"embeddings.LayerNorm.{_hf_leaf(leaf)}"
+    else:
+      i = mod.split("_")[1]
+      *subs, leaf = rest
+      if subs[0] == "attention" and subs[1] in ("query", "key", "value"):
+        subs = ["attention", "self", subs[1]]
+      names[path] = f"encoder.layer.{i}.{'.'.join(subs)}.{_hf_leaf(leaf)}"
+  names.update(_default_head_names(config.family))
+  return names
+
+
+def _hf_leaf(leaf: str) -> str:
+  return "weight" if leaf in ("scale", "weight") else leaf

@@ -76,7 +76,7 @@ def nt_xent(anchors_NxD: jax.Array, positives_NxD: jax.Array, temperature: float
     temperature: tau.
 
   Returns:
-    Scalar float32 loss (nats). N = 1 gives exactly 0 (the positive is the only candidate).
+    Scalar float32 loss (nats).
   """
   n = anchors_NxD.shape[0]
   z_2NxD = _l2_normalize(jnp.concatenate([anchors_NxD, positives_NxD], axis=0))
