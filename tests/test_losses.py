@@ -407,10 +407,11 @@ def test_classification_loss_hand_worked():
 
 def test_classification_loss_valid_mask():
   logits = np.random.default_rng(10).normal(size=(6, 4)).astype(np.float32)
-  labels = np.array([0, 2, 1, 3, -1, 99])  # padding rows may carry junk labels
+  labels = np.array([0, 2, 1, 3, -1, 99])  # padding rows may carry junk labels ...
   valid = np.array([True] * 4 + [False] * 2)
-  loss = classification_loss(logits, labels, valid)
-  np.testing.assert_allclose(loss, np_ce(logits[:4], labels[:4]), rtol=RTOL)
+  want = np_ce(logits[:4], labels[:4])
+  logits[5] = np.nan  # ... and junk logits (checked finite gradient in classification_loss)
+  np.testing.assert_allclose(classification_loss(logits, labels, valid), want, rtol=RTOL)
   assert float(classification_loss(logits, labels, np.zeros(6, bool))) == 0.0
 
 

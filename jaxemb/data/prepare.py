@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import importlib.resources
 import json
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxemb.data import corpus as corpus_lib
+from jaxemb.data import default_cache_dir
 from jaxemb.data.corpus import Document, Fields, SkipReport
 from jaxemb.data.masking import SpecialTokens
 
@@ -32,11 +32,6 @@ from jaxemb.data.masking import SpecialTokens
 FORMAT_VERSION = 1
 _SPLIT_NAME = "docs"  # The one TFDS split; train/validation/test are per-document columns.
 _TOKENIZE_BATCH = 256
-
-
-def default_cache_dir() -> Path:
-  """$JAXEMB_CACHE_DIR, else ~/.cache/jaxemb."""
-  return Path(os.environ.get("JAXEMB_CACHE_DIR", Path.home() / ".cache" / "jaxemb"))
 
 
 def default_tokenizer_path() -> str:

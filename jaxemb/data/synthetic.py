@@ -3,8 +3,10 @@
 ~3000 notes of 5 note types x 8 specialties, written by ~1000 synthetic patients (the group id). Note types
 differ in structure (section headings, length); specialties differ in vocabulary (symptoms, findings,
 diagnoses, procedures, drugs, tests). It is learnable but not trivial: every note carries shared generic
-sentences, and ~10% of notes are "ambiguous" — written half with another specialty's vocabulary — while keeping
-their own label. Fields: id, text, note_type, specialty, group (patient id), split (train/test by patient).
+sentences, and ~10% of notes are "ambiguous" — written mostly with another specialty's vocabulary — while keeping their own
+label; 30% of vocabulary slots take general-medicine terms; a quarter of notes have no section headings.
+Fields: id, text, note_type, specialty, group (patient id), split (train/test by patient). A TF-IDF + logistic
+regression baseline reaches macro-F1 ~0.94 on specialty and ~0.99 on note_type (test split).
 
   python -m jaxemb.data.synthetic OUT.jsonl.gz [--notes 3000] [--seed 0]
 """
@@ -21,6 +23,8 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from jaxemb.data import default_cache_dir
 
 GENERATOR_VERSION = 1
 
@@ -161,7 +165,7 @@ GENERAL: dict[str, list[str]] = {
   "test": ["complete blood count", "basic metabolic panel", "chest radiograph", "CT scan", "ultrasound"],
   "anatomy": ["soft tissues", "surrounding vasculature", "lymph nodes", "skin", "adjacent structures"],
 }
-_GENERAL_RATE = 0.25
+_GENERAL_RATE = 0.3
 
 _TEMPLATES = {
   "history": [
@@ -213,7 +217,9 @@ def _section(kind: str, n: int, vocabs: list[dict[str, list[str]]], rng: random.
     if rng.random() < generic_rate:
       out.append(rng.choice(GENERIC))
     else:
-      out.append(_fill(rng.choice(_TEMPLATES[kind]), rng.choice(vocabs), rng))
+      # Ambiguous notes (two vocabularies) lean towards the OTHER specialty: their label is hard to recover.
+      vocab = vocabs[-1] if len(vocabs) > 1 and rng.random() < 0.6 else vocabs[0]
+      out.append(_fill(rng.choice(_TEMPLATES[kind]), vocab, rng))
   return " ".join(out)
 
 
@@ -235,6 +241,8 @@ def _note(note_type: str, specialty: str, ambiguous_with: str | None, rng: rando
   vocabs = [vocab] if ambiguous_with is None else [vocab, SPECIALTIES[ambiguous_with]]
   lo, hi = _SECTION_SENTENCES[note_type]
   generic_rate = rng.uniform(0.15, 0.45)
+  # A quarter of notes are dictated without headings: note type must then be read from content and length.
+  headings = rng.random() >= 0.25
   parts = []
   for heading, kind in _LAYOUT[note_type]:
     if kind is None:  # A one-line header section.
@@ -248,7 +256,7 @@ def _note(note_type: str, specialty: str, ambiguous_with: str | None, rng: rando
         body = f"Admitted for {rng.choice(vocab['diagnosis'])}; length of stay {rng.randint(1, 14)} days."
     else:
       body = _section(kind, rng.randint(lo, hi), vocabs, rng, generic_rate)
-    parts.append(f"{heading}: {body}")
+    parts.append(f"{heading}: {body}" if headings else body)
   return "\n".join(parts)
 
 
@@ -288,10 +296,15 @@ def write_corpus(path: str | Path, n_notes: int = 3000, seed: int = 0) -> Path:
   return path
 
 
+# Fields of the quick-start corpus for `corpus.Fields(**QUICKSTART_FIELDS)`.
+QUICKSTART_FIELDS = {"text": "text", "label": "specialty", "metadata": "note_type", "group": "group",
+                     "split": "split", "id": "id"}
+
+
 def quickstart_corpus_path(cache_dir: str | Path | None = None, *, n_notes: int = 3000, seed: int = 0) -> Path:
-  """The quick-start corpus, generated on first use into `cache_dir` (default $JAXEMB_CACHE_DIR or ~/.cache/jaxemb)."""
+  """The quick-start corpus, generated on first use into `cache_dir/synthetic/` (default: `default_cache_dir()`)."""
   if cache_dir is None:
-    cache_dir = Path(os.environ.get("JAXEMB_CACHE_DIR", Path.home() / ".cache" / "jaxemb"))
+    cache_dir = default_cache_dir()
   path = Path(cache_dir) / "synthetic" / f"quickstart-v{GENERATOR_VERSION}-n{n_notes}-seed{seed}.jsonl.gz"
   if not path.exists():
     write_corpus(path, n_notes, seed)

@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-# Masked entries of a logits row are set to this instead of -inf: exp() of it is exactly 0 in float32,
-# yet 0 * (masked log-prob) and a row whose every entry is masked stay finite, so no NaN reaches a
-# gradient even through the branch a `jnp.where` discards.
+# Masked entries of a logits row are set to this instead of -inf: exp() of it is exactly 0 in float32, yet
+# masked log-probs and rows with every entry masked stay finite. A NaN/inf there would reach the gradient
+# even though `jnp.where` discards the value (0 * inf in the backward pass).
 _MASKED_LOGIT = -1e9
 # Floor on the squared norm in l2 normalisation: a zero (e.g. padding) row maps to 0, not NaN, and the
 # gradient of the norm stays finite.
@@ -53,11 +53,11 @@ def masked_lm_loss(
   """
   weights_NxM = weights_NxM.astype(jnp.float32)
   real_NxM = weights_NxM > 0
-  # Padding slots get a harmless logit row and label so their (discarded) CE cannot be NaN/out of range.
+  # Padding slots get all-zero logits and label 0, so their CE is finite (0 * NaN would poison the sum and
+  # the gradient) whatever the slot holds, e.g. an ignore index of -100.
   logits_NxMxV = jnp.where(real_NxM[..., None], logits_NxMxV.astype(jnp.float32), 0.0)
   labels_NxM = jnp.where(real_NxM, labels_NxM, 0)
   ce_NxM = optax.softmax_cross_entropy_with_integer_labels(logits_NxMxV, labels_NxM)
-  ce_NxM = jnp.where(real_NxM, ce_NxM, 0.0)
   n_predictions = jnp.sum(weights_NxM)
   loss = jnp.sum(ce_NxM * weights_NxM) / jnp.maximum(n_predictions, 1e-8)
   return loss, n_predictions
@@ -143,7 +143,8 @@ def classification_loss(
   Args:
     logits_BxK: class logits (any float dtype).
     labels_B: int class index in [0, K).
-    valid_B: optional bool; False marks a padding row, left out of the mean (0.0 if no row is valid).
+    valid_B: optional bool; False marks a padding row, left out of the mean and the gradient (0.0 if no
+      row is valid).
 
   Returns:
     Scalar float32 loss (nats per example).
@@ -152,7 +153,8 @@ def classification_loss(
   if valid_B is None:
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_BxK, labels_B))
   valid_B = valid_B.astype(bool)
-  # Padding rows may carry any label (even out of range); give them a harmless one.
+  # Padding rows may hold anything (junk logits, out-of-range labels); keep their discarded CE finite.
+  logits_BxK = jnp.where(valid_B[:, None], logits_BxK, 0.0)
   labels_B = jnp.where(valid_B, labels_B, 0)
   ce_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxK, labels_B)
   return jnp.sum(jnp.where(valid_B, ce_B, 0.0)) / jnp.maximum(jnp.sum(valid_B), 1)

@@ -1,0 +1,54 @@
+"""The metadata-category objective (the paper's novel one): MLM + w * note_loss in one pass.
+
+One forward pass over the MLM-masked note gives the MLM loss and the mean-pooled embedding; note_loss is
+SupCon over the global batch (tau 0.1) with the metadata category as label, or cross-entropy of a linear
+head (hidden -> K categories) on the embedding. Flags: MLM only, note loss only.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxemb.models.encoder import encode, mean_pool
+from jaxemb.objectives.losses import classification_loss, supcon
+from jaxemb.objectives.mlm import mlm_loss_from_hidden
+
+NOTE_LOSSES = ("supcon", "classify")
+
+
+def init_note_head(hidden_size: int, num_categories: int, seed: int, std: float = 0.02) -> dict:
+  """Linear head for note_loss="classify": weight K x D (out, in, like every jaxemb dense), bias K."""
+  rng = np.random.default_rng(seed)
+  return {"weight": (rng.standard_normal((num_categories, hidden_size)) * std).astype(np.float32),
+          "bias": np.zeros((num_categories,), np.float32)}
+
+
+def loss_fn(params, batch, rng: jax.Array, *, config, dtype, note_loss: str = "supcon", weight: float = 0.1,
+            temperature: float = 0.1, use_mlm: bool = True, use_note: bool = True):
+  """Returns (mlm + weight * note_loss, metrics); note-only runs use the note loss unweighted."""
+  if note_loss not in NOTE_LOSSES:
+    raise ValueError(f"note_loss must be one of {NOTE_LOSSES}, got {note_loss!r}")
+  if not (use_mlm or use_note):
+    raise ValueError("metadata objective with both MLM and the note loss switched off has nothing to train")
+  hidden_BxLxD = encode(params["encoder"], batch["input_ids"], batch["attention_mask"], config=config,
+                        dropout_rng=rng, dtype=dtype)
+  metrics = {}
+  loss = jnp.float32(0.0)
+  if use_mlm:
+    mlm, n_pred = mlm_loss_from_hidden(params, hidden_BxLxD, batch["mlm_positions"], batch["mlm_labels"],
+                                       batch["mlm_weights"], config=config, dtype=dtype)
+    metrics.update(mlm_loss=mlm, n_predictions=n_pred)
+    loss = loss + mlm
+  if use_note:
+    emb_BxD = mean_pool(hidden_BxLxD, batch["attention_mask"])
+    if note_loss == "supcon":
+      note = supcon(emb_BxD, batch["category"], temperature)
+    else:
+      head = params["note_head"]
+      logits_BxK = emb_BxD @ head["weight"].T + head["bias"]
+      note = classification_loss(logits_BxK, batch["category"])
+    metrics["note_loss"] = note
+    loss = loss + (weight * note if use_mlm else note)
+  return loss, metrics

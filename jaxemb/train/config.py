@@ -1,0 +1,98 @@
+"""Defaults shared by configs/mlm.py, configs/declutr.py and configs/metadata.py.
+
+Every field a training run reads lives here with its default; the config files set what differs between
+objectives (the original code's hyperparameters, ../shared/docs/method.md) and their `:smoke` variants.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config(objective: str) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.objective = objective
+  c.seed = 0
+  c.total_steps = 1000
+  c.batch_size = 16           # GLOBAL batch (documents / blocks), sharded over the "data" mesh axis
+  c.log_every = 10
+  c.max_nonfinite = 0         # a non-finite loss stops the run (the last good checkpoint stays)
+
+  c.model = ml_collections.ConfigDict()
+  c.model.init = "minilm"     # HF folder, "minilm", or a previous jaxemb workdir (staging, e.g. MLM -> DeCLUTR)
+  c.model.dtype = "float32"   # compute dtype of matmuls: float32 or bfloat16 (parameters stay float32)
+  c.model.head_seed = 0       # seed of a freshly initialised MLM head (all-MiniLM-L6-v2 ships none)
+
+  c.data = ml_collections.ConfigDict()
+  c.data.path = ""            # "" = the generated quick-start corpus (synthetic; only for trying the tool)
+  c.data.text_field = "text"
+  c.data.metadata_field = "note_type"
+  c.data.label_field = ""     # not used by pre-training; kept so one data block serves train and eval
+  c.data.group_field = "group"
+  c.data.split_field = "split"
+  c.data.id_field = "id"
+  c.data.exclude_splits = "test"   # pre-training never sees the evaluation test split
+  c.data.split_seed = 0
+  c.data.strict = False
+  c.data.clean = True
+  c.data.cache_dir = ""       # "" = ~/.cache/jaxemb
+  c.data.max_length = 256
+  c.data.mask_prob = 0.15
+  c.data.mlm_packing = "chunk"     # chunk (concatenate + cut, the original) or truncate (one doc per row)
+  c.data.pad_to_max = False   # pad every batch to max_length (one compiled shape; for tiny smoke runs)
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 2e-5
+  c.optim.weight_decay = 0.01
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.999
+  c.optim.eps = 1e-8
+  c.optim.schedule = "linear"       # linear (warmup + decay), slanted_triangular, constant
+  c.optim.warmup_steps = 200
+  c.optim.cut_frac = 0.1
+  c.optim.ratio = 32.0
+  c.optim.clip_norm = 1.0
+  c.optim.accumulate = 1
+
+  c.declutr = ml_collections.ConfigDict()
+  c.declutr.anchors = 2
+  c.declutr.positives = 2
+  c.declutr.max_span = 256
+  c.declutr.min_span = 8
+  c.declutr.short_docs = "skip"     # skip (counted) or shrink max_span for that document
+  c.declutr.temperature = 0.05
+  c.declutr.use_mlm = True
+
+  c.metadata = ml_collections.ConfigDict()
+  c.metadata.note_loss = "supcon"   # supcon or classify
+  c.metadata.weight = 0.1
+  c.metadata.temperature = 0.1
+  c.metadata.use_mlm = True
+  c.metadata.use_note = True
+  c.metadata.sampler = "random"     # random (the original) or balanced (>= 2 docs per sampled category)
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every = 200
+  c.checkpoint.keep = 3
+  c.checkpoint.export_final = True  # write DIR/model (an HF folder of the adapted weights) at the end
+
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.initialize = False  # call jax.distributed.initialize() (a TPU VM needs no other field)
+  c.distributed.coordinator_address = ""
+  c.distributed.num_processes = 0
+  c.distributed.process_id = -1
+  return c
+
+
+def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A run of a few steps with a small batch and short sequences on CPU."""
+  c.total_steps = 12
+  c.batch_size = 4
+  c.log_every = 1
+  c.data.max_length = 64
+  c.data.pad_to_max = True
+  c.optim.lr = 1e-4
+  c.optim.warmup_steps = 2
+  c.checkpoint.every = 6
+  c.checkpoint.keep = 2
+  return c

@@ -1,0 +1,321 @@
+"""The training program behind `train.py`: read top to bottom, one banner per concern."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxemb.models.api import Encoder
+from jaxemb.objectives import declutr, metadata, mlm
+from jaxemb.train import checkpoint as ckpt
+from jaxemb.train.optim import make_optimizer
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss became NaN/Inf; the run stops and the last good checkpoint stays in place."""
+
+
+class WorkdirMismatchError(ValueError):
+  """A workdir that already holds a different run."""
+
+
+@struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+# ============================================================================================ distributed
+def maybe_initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
+  """jax.distributed.initialize() when configured. On a TPU VM no argument is needed; elsewhere
+  coordinator_address / num_processes / process_id (e.g. two CPU processes on localhost for testing)."""
+  d = cfg.distributed
+  if not d.initialize:
+    return
+  kwargs = {}
+  if d.coordinator_address:
+    kwargs = dict(coordinator_address=d.coordinator_address, num_processes=int(d.num_processes),
+                  process_id=int(d.process_id))
+  jax.distributed.initialize(**kwargs)
+
+
+# ============================================================================================ input
+def open_corpus(cfg: ml_collections.ConfigDict, tokenizer):
+  """Prepared (tokenised, cached) corpus and the batch iterator for the objective."""
+  from jaxemb.data.corpus import Fields
+  from jaxemb.data.prepare import prepare
+  from jaxemb.data import batching
+  path = cfg.data.path
+  if not path:
+    from jaxemb.data.synthetic import quickstart_corpus_path
+    path = str(quickstart_corpus_path())
+  need_category = cfg.objective == "metadata"
+  fields = Fields(text=cfg.data.text_field, metadata=cfg.data.metadata_field or None,
+                  group=cfg.data.group_field or None, split=cfg.data.split_field or None,
+                  id=cfg.data.id_field or None)
+  prepared = prepare(path, fields, tokenizer, cache_dir=cfg.data.cache_dir or None,
+                     require=("metadata",) if need_category else (), strict=cfg.data.strict,
+                     clean=cfg.data.clean, seed=cfg.data.split_seed)
+  exclude = tuple(s for s in cfg.data.exclude_splits.split(",") if s)
+  common = dict(batch_size=cfg.batch_size, seed=cfg.seed, exclude_splits=exclude,
+                process_index=jax.process_index(), process_count=jax.process_count())
+  mask_prob = cfg.data.mask_prob
+  if cfg.objective == "mlm":
+    it = batching.MLMBatches(prepared, max_length=cfg.data.max_length, packing=cfg.data.mlm_packing,
+                             mask_prob=mask_prob, **common)
+  elif cfg.objective == "declutr":
+    d = cfg.declutr
+    it = batching.DeclutrBatches(prepared, anchors=d.anchors, positives=d.positives, max_span=d.max_span,
+                                 min_span=d.min_span, short_docs=d.short_docs,
+                                 mask_prob=mask_prob if d.use_mlm else 0.0, **common)
+  elif cfg.objective == "metadata":
+    it = batching.MetadataBatches(prepared, max_length=cfg.data.max_length, sampler=cfg.metadata.sampler,
+                                  mask_prob=mask_prob, **common)
+  else:
+    raise ValueError(f"config.objective must be mlm, declutr or metadata, got {cfg.objective!r}")
+  return path, prepared, it
+
+
+def pad_to(batch: dict[str, np.ndarray], lengths: dict[str, int]) -> dict[str, np.ndarray]:
+  """Pads the sequence axis of the named arrays (ids with pad id 0 is harmless: the mask is 0 there)."""
+  out = dict(batch)
+  for k, length in lengths.items():
+    a = out[k]
+    if a.shape[1] < length:
+      out[k] = np.pad(a, ((0, 0), (0, length - a.shape[1])))
+  return out
+
+
+# ============================================================================================ model & loss
+def make_loss_fn(cfg: ml_collections.ConfigDict, encoder: Encoder):
+  dtype = jnp.dtype(cfg.model.dtype)
+  common = dict(config=encoder.config, dtype=dtype)
+  if cfg.objective == "mlm":
+    return partial(mlm.loss_fn, **common)
+  if cfg.objective == "declutr":
+    d = cfg.declutr
+    return partial(declutr.loss_fn, temperature=d.temperature, use_mlm=d.use_mlm, positives=d.positives, **common)
+  m = cfg.metadata
+  return partial(metadata.loss_fn, note_loss=m.note_loss, weight=m.weight, temperature=m.temperature,
+                 use_mlm=m.use_mlm, use_note=m.use_note, **common)
+
+
+def initial_params(cfg: ml_collections.ConfigDict, encoder: Encoder, num_categories: int) -> dict:
+  params = {"encoder": encoder.params["encoder"], "mlm_head": encoder.params["mlm_head"]}
+  if cfg.objective == "metadata" and cfg.metadata.use_note and cfg.metadata.note_loss == "classify":
+    params["note_head"] = metadata.init_note_head(encoder.config.hidden_size, num_categories, cfg.seed)
+  return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+
+
+# ============================================================================================ update step
+def make_train_step(loss_fn, tx, schedule, accumulate: int):
+  """One SPMD update over the global batch: the caller jits it with the batch sharded on "data" and the
+  state replicated; gradients of a loss over the global batch are the data-parallel mean, and contrastive
+  similarity matrices span every device (XLA inserts the all-gathers)."""
+
+  def step(state: TrainState, batch):
+    rng = jax.random.fold_in(state.rng, state.step)
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+    metrics = {**metrics, "loss": loss, "grad_norm": jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads))),
+               "lr": schedule(state.step // accumulate)}
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state, rng=state.rng), metrics
+
+  return step
+
+
+# ============================================================================================ logging
+class MetricsLog:
+  """metrics.jsonl + TensorBoard events (tensorboardX: no TensorFlow), written by host 0 only."""
+
+  def __init__(self, workdir: Path, enabled: bool):
+    self.enabled = enabled
+    self.writer = None
+    if enabled:
+      self.file = open(workdir / "metrics.jsonl", "a", buffering=1)
+      try:
+        from tensorboardX import SummaryWriter
+        self.writer = SummaryWriter(str(workdir / "tb"))
+      except ImportError:  # optional: metrics.jsonl is the record of truth
+        logging.warning("tensorboardX not installed: no TensorBoard events")
+
+  def write(self, step: int, metrics: dict[str, float]) -> None:
+    if not self.enabled:
+      return
+    self.file.write(json.dumps({"step": step, **metrics}) + "\n")
+    if self.writer is not None:
+      for k, v in metrics.items():
+        self.writer.add_scalar(f"train/{k}", v, step)
+
+  def close(self) -> None:
+    if self.enabled:
+      self.file.close()
+      if self.writer is not None:
+        self.writer.close()
+
+
+# ============================================================================================ the loop
+def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
+  """Trains (or resumes) the configured objective in `workdir`. Returns a summary dict."""
+  workdir = Path(workdir).expanduser().absolute()
+  workdir.mkdir(parents=True, exist_ok=True)
+  is_host0 = jax.process_index() == 0
+  _check_workdir(cfg, workdir, is_host0)
+
+  # -- mesh: one "data" axis over every device of every host.
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  if cfg.batch_size % jax.device_count():
+    raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the device count {jax.device_count()}")
+  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+
+  # -- model and data.
+  encoder = Encoder.from_pretrained(cfg.model.init, head_seed=cfg.model.head_seed)
+  corpus_path, prepared, batches = open_corpus(cfg, encoder.tokenizer)
+  num_categories = len(getattr(batches, "categories", []) or [])
+  if is_host0:
+    _say(f"model {encoder}; corpus {corpus_path}: {prepared}")
+    if not (workdir / "model" / "config.json").exists():
+      encoder.save_pretrained(workdir / "model")  # tokenizer + config for the evaluator; weights = init
+
+  # -- optimiser and state, created replicated.
+  accumulate = int(cfg.optim.accumulate)
+  tx, schedule = make_optimizer(cfg.optim, cfg.total_steps)
+  params = jax.device_put(initial_params(cfg, encoder, num_categories), replicated)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                     opt_state=jax.jit(tx.init, out_shardings=replicated)(params),
+                     rng=jax.random.PRNGKey(cfg.seed))
+  state = jax.device_put(state, replicated)
+
+  # -- checkpoint: resume when the workdir has one.
+  mngr = ckpt.manager(workdir, keep=cfg.checkpoint.keep)
+  start = 0
+  if mngr.latest_step() is not None:
+    start = int(mngr.latest_step())
+    p, t, data_state, _ = ckpt.restore(mngr, start, state.params,
+                                       {"opt_state": state.opt_state, "step": state.step, "rng": state.rng})
+    state = TrainState(step=t["step"], params=p, opt_state=t["opt_state"], rng=t["rng"])
+    batches.set_state(data_state)
+    if is_host0:
+      _say(f"resumed from {workdir / 'checkpoints'} at step {start}")
+  else:
+    batches.set_state({"step": 0})
+
+  step_fn = jax.jit(make_train_step(make_loss_fn(cfg, encoder), tx, schedule, accumulate),
+                    in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
+                    donate_argnums=(0,))
+  pad_lengths = _pad_lengths(cfg)
+  log = MetricsLog(workdir, is_host0)
+  total = int(cfg.total_steps) * accumulate
+  bar = _progress(is_host0, start, total)
+  meta = {"objective": cfg.objective, "model_init": str(cfg.model.init), "corpus": str(corpus_path)}
+  pending = None  # (step, metrics on device, tokens, t_dispatch): read after the next step is dispatched
+  t_last, tokens_since = time.time(), 0
+  last = {}
+  try:
+    for step in range(start, total):
+      host_batch = next(batches)
+      if pad_lengths:
+        host_batch = pad_to(host_batch, pad_lengths)
+      tokens = int(sum(v.sum() for k, v in host_batch.items() if k.endswith("mask"))) * jax.process_count()
+      batch = {k: jax.make_array_from_process_local_data(sharded, v) for k, v in host_batch.items()}
+      state, metrics = step_fn(state, batch)
+      if pending is not None:
+        last = _check(pending, cfg)
+      pending = (step + 1, metrics, tokens)
+      tokens_since += tokens
+      done = step + 1
+      save_now = done % cfg.checkpoint.every == 0 or done == total
+      if save_now or done % cfg.log_every == 0 or done == total:
+        last = _check(pending, cfg)
+        pending = None
+        now = time.time()
+        last["tokens_per_sec"] = tokens_since / max(now - t_last, 1e-9)
+        t_last, tokens_since = now, 0
+        log.write(done, last)
+        if bar is not None:
+          bar.set_postfix(loss=f"{last['loss']:.4f}", tok_s=f"{last['tokens_per_sec']:.0f}")
+      if save_now:
+        ckpt.save(mngr, done, state.params,
+                  {"opt_state": state.opt_state, "step": state.step, "rng": state.rng},
+                  batches.get_state(), {**meta, "step": done})
+      if bar is not None:
+        bar.update(1)
+  finally:
+    if bar is not None:
+      bar.close()
+    mngr.wait_until_finished()
+    log.close()
+  if pending is not None:
+    last = _check(pending, cfg)
+  if is_host0 and cfg.checkpoint.export_final:
+    final = encoder.replace_params({"encoder": jax.tree.map(np.asarray, state.params["encoder"]),
+                                    "mlm_head": jax.tree.map(np.asarray, state.params["mlm_head"])})
+    final.save_pretrained(workdir / "model")
+  mngr.close()
+  return {"workdir": str(workdir), "steps": total, "final": last}
+
+
+def _say(msg: str) -> None:
+  print(f"[jaxemb] {msg}", file=sys.stderr, flush=True)
+
+
+def _check(pending, cfg) -> dict[str, float]:
+  step, metrics, _ = pending
+  values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+  if not math.isfinite(values["loss"]):
+    raise NonFiniteLossError(
+        f"non-finite loss {values['loss']} at step {step} ({values}); the run stops here and the last good "
+        "checkpoint stays in place. Lower config.optim.lr, check the data, or try float32 compute.")
+  return values
+
+
+def _pad_lengths(cfg) -> dict[str, int]:
+  if not cfg.data.pad_to_max:
+    return {}
+  if cfg.objective == "declutr":
+    n = cfg.declutr.max_span + 2
+    return {"anchor_ids": n, "anchor_mask": n, "positive_ids": n, "positive_mask": n}
+  n = cfg.data.max_length
+  return {"input_ids": n, "attention_mask": n}
+
+
+def _progress(enabled: bool, start: int, total: int):
+  if not enabled:
+    return None
+  from tqdm import tqdm
+  return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
+
+
+def _check_workdir(cfg, workdir: Path, is_host0: bool) -> None:
+  """Rerunning the same command resumes; a workdir of a different run is refused rather than mixed."""
+  path = workdir / "config.json"
+  current = json.loads(cfg.to_json_best_effort())
+  if path.exists():
+    previous = json.loads(path.read_text())
+    for key in ("objective",):
+      if previous.get(key) != current.get(key):
+        raise WorkdirMismatchError(f"{workdir} holds a {previous.get(key)!r} run; this config is "
+                                   f"{current.get(key)!r}. Use another --workdir.")
+    if previous.get("model", {}).get("init") != current["model"]["init"]:
+      raise WorkdirMismatchError(f"{workdir} was initialised from {previous['model']['init']!r}, this config "
+                                 f"from {current['model']['init']!r}. Use another --workdir.")
+  if is_host0:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
