@@ -107,8 +107,8 @@ def mlm_label_matrix(
   return torch.from_numpy(labels)
 
 
-def _long(a: np.ndarray) -> torch.Tensor:
-  return torch.from_numpy(np.asarray(a, dtype=np.int64))
+def default_device() -> str:
+  return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -131,6 +131,7 @@ def make_torch_step(
     weight_decay: float = 0.01,
     seed: int = 0,
     n_positives: int | None = None,
+    device: str | None = None,
 ) -> Callable[[Mapping[str, np.ndarray]], float]:
   """Build model + AdamW and return `step(batch) -> float loss` doing forward, backward and one AdamW update.
 
@@ -140,23 +141,32 @@ def make_torch_step(
     learning_rate, weight_decay: torch.optim.AdamW settings (betas/eps at torch defaults).
     seed: torch seed for the new MLM head and dropout.
     n_positives: DeCLUTR P; default inferred per batch as positive_ids rows // anchor_ids rows.
+    device: torch device; default "cuda" when available, else "cpu". Host -> device copies are part of the
+      step, as in a plain HF training loop; float(loss) synchronises, so wall-clock timing is honest.
 
   Returns:
     step(batch_dict_of_numpy) -> the total loss of that step (before the update), as a Python float.
   """
   if objective not in OBJECTIVES:
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-  model = load_mlm_model(model_dir, seed)
+  device = device or default_device()
+  model = load_mlm_model(model_dir, seed).to(device)
   optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+
+  def _long(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(a, dtype=np.int64)).to(device)
+
+  def _labels(batch: Mapping[str, np.ndarray], shape: tuple[int, int]) -> torch.Tensor:
+    return mlm_label_matrix(shape, batch["mlm_positions"], batch["mlm_labels"], batch["mlm_weights"]).to(device)
 
   def mlm_loss(batch: Mapping[str, np.ndarray]) -> torch.Tensor:
     ids = _long(batch["input_ids"])
-    labels = mlm_label_matrix(ids.shape, batch["mlm_positions"], batch["mlm_labels"], batch["mlm_weights"])
+    labels = _labels(batch, tuple(ids.shape))
     return model(input_ids=ids, attention_mask=_long(batch["attention_mask"]), labels=labels).loss
 
   def metadata_loss(batch: Mapping[str, np.ndarray]) -> torch.Tensor:
     ids, mask = _long(batch["input_ids"]), _long(batch["attention_mask"])
-    labels = mlm_label_matrix(ids.shape, batch["mlm_positions"], batch["mlm_labels"], batch["mlm_weights"])
+    labels = _labels(batch, tuple(ids.shape))
     out = model(input_ids=ids, attention_mask=mask, labels=labels, output_hidden_states=True)
     z = mean_pool(out.hidden_states[-1], mask)
     return out.loss + METADATA_SUPCON_WEIGHT * supcon(z, _long(batch["category"]), SUPCON_TEMPERATURE)
@@ -165,7 +175,7 @@ def make_torch_step(
     ids, mask = _long(batch["anchor_ids"]), _long(batch["anchor_mask"])
     n = ids.shape[0]
     p = n_positives or batch["positive_ids"].shape[0] // n
-    labels = mlm_label_matrix(ids.shape, batch["mlm_positions"], batch["mlm_labels"], batch["mlm_weights"])
+    labels = _labels(batch, tuple(ids.shape))
     out = model(input_ids=ids, attention_mask=mask, labels=labels, output_hidden_states=True)
     anchors = mean_pool(out.hidden_states[-1], mask)
     pos_mask = _long(batch["positive_mask"])
@@ -287,7 +297,7 @@ def main() -> None:
     batch = synthetic_batch(objective, args.batch, args.seq_len, n_positives=args.positives, vocab_size=vocab)
     secs, losses = time_steps(step, batch, args.steps, args.warmup)
     print(
-        f"{objective:9s} B={args.batch} L={args.seq_len}"
+        f"{objective:9s} [{step.model.device}] B={args.batch} L={args.seq_len}"
         + (f" P={args.positives}" if objective == "declutr" else "")
         + f"  median {statistics.median(secs):.3f} s/step  (steps {', '.join(f'{s:.3f}' for s in secs)})"
         + f"  losses {', '.join(f'{x:.4f}' for x in losses)}"

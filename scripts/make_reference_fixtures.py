@@ -326,6 +326,8 @@ def _save_tiny_model(model: transformers.PreTrainedModel, name: str) -> list[str
   for stale in out_dir.iterdir():
     stale.unlink()
   model.save_pretrained(str(out_dir), safe_serialization=True)
+  for f in out_dir.iterdir():
+    f.chmod(0o644)  # save_pretrained writes model.safetensors as 0600; tests may run as another user
   with safe_open(str(out_dir / "model.safetensors"), "np") as f:
     return sorted(f.keys())
 

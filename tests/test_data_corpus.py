@@ -1,6 +1,5 @@
 """Corpus readers: counted bad-row skips, strict mode, cleaning, streaming, group-aware splits."""
 
-import csv
 import gzip
 import json
 import tracemalloc
@@ -29,10 +28,11 @@ BAD_JSONL_LINES = [
   b'[1, 2, 3]',                                                                         # 12 malformed_json
   b'{"text": "[** Name **] [**2101-1-1**]", "label": "a", "meta": "x"}',                # 13 empty_text (cleaned)
   b'{"text": "second good note", "label": 7, "meta": "y"}',                             # 14 kept, int label
+  b'{"text": "lone surrogate \\udcff escape", "label": "a", "meta": "x"}',              # 15 invalid_utf8
 ]
-EXPECTED_COUNTS = {"malformed_json": 2, "invalid_utf8": 1, "missing_text": 2, "text_not_string": 1, "empty_text": 2,
+EXPECTED_COUNTS = {"malformed_json": 2, "invalid_utf8": 2, "missing_text": 2, "text_not_string": 1, "empty_text": 2,
                    "blank_line": 1, "missing_label": 1, "missing_metadata": 1, "invalid_label": 1}
-EXPECTED_EXAMPLES = {"malformed_json": [2, 12], "invalid_utf8": [3], "missing_text": [4, 5], "text_not_string": [6],
+EXPECTED_EXAMPLES = {"malformed_json": [2, 12], "invalid_utf8": [3, 15], "missing_text": [4, 5], "text_not_string": [6],
                      "empty_text": [7, 13], "blank_line": [8], "missing_label": [9], "missing_metadata": [10],
                      "invalid_label": [11]}
 
@@ -54,7 +54,7 @@ def test_every_bad_row_reason_is_counted_with_file_line_examples(tmp_path, name)
   assert [d.text for d in docs] == ["first good note", "second good note"]
   assert report.counts == EXPECTED_COUNTS
   assert report.examples == {r: [f"{name}:{line}" for line in lines] for r, lines in EXPECTED_EXAMPLES.items()}
-  assert (report.rows_seen, report.kept, report.skipped) == (14, 2, 12)
+  assert (report.rows_seen, report.kept, report.skipped) == (15, 2, 13)
   # Nothing dropped silently: every row is either kept or counted.
   assert report.rows_seen == report.kept + sum(report.counts.values())
   assert docs[0].id == "n1" and docs[0].group == "g1" and docs[0].source == f"{name}:1"

@@ -69,7 +69,8 @@ def test_many_anchors_never_run_out_of_grid():
   # With A=3 and exactly 2A blocks, picking blocks 1 and 4 first would leave no block; the sampler avoids it.
   for seed in range(300):
     sample = sample_spans(6 * 10, np.random.default_rng(seed), anchors=3, positives=1, max_span=10, min_span=2)
-    assert sorted(s // 10 for s, _ in sample.anchors) == [0, 2, 4] or len(sample.anchors) == 3
+    blocks = sorted(s // 10 for s, _ in sample.anchors)
+    assert len(blocks) == 3 and blocks[1] - blocks[0] >= 2 and blocks[2] - blocks[1] >= 2
 
 
 def test_short_documents_skip_or_shrink():

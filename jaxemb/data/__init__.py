@@ -18,7 +18,8 @@ def default_cache_dir() -> Path:
 _LAZY = {
   "Fields": "corpus", "Document": "corpus", "SkipReport": "corpus", "BadRowError": "corpus",
   "iter_documents": "corpus", "load_documents": "corpus", "split_documents": "corpus", "clean_text": "corpus",
-  "prepare": "prepare", "PreparedCorpus": "prepare", "load_tokenizer": "prepare",
+  # (`prepare` itself is not re-exported: the name is taken by the submodule jaxemb.data.prepare.)
+  "PreparedCorpus": "prepare", "load_tokenizer": "prepare",
   "SpecialTokens": "masking", "mask_tokens": "masking",
   "sample_spans": "spans",
   "MLMBatches": "batching", "MetadataBatches": "batching", "DeclutrBatches": "batching",

@@ -74,9 +74,10 @@ def build_report(path: Path, fields: Fields, *, tokenizer, clean: bool = True, m
 
   n = np.asarray(lengths, np.int64)
   pct = (lambda q: int(np.percentile(n, q))) if len(n) else (lambda q: 0)
-  eligible = sum(effective_max_span(int(k), anchors=anchors, max_span=max_span, min_span=min_span) is not None for k in n)
-  eligible_shrink = sum(effective_max_span(int(k), anchors=anchors, max_span=max_span, min_span=min_span,
-                                           short_docs="shrink") is not None for k in n)
+  def n_eligible(short_docs: str) -> int:
+    return sum(effective_max_span(int(k), anchors=anchors, max_span=max_span, min_span=min_span,
+                                  short_docs=short_docs) is not None for k in n)
+  eligible, eligible_shrink = n_eligible("skip"), n_eligible("shrink")
   return {
     "file": str(path),
     "rows": skips.rows_seen,

@@ -192,7 +192,7 @@ class MLMBatches(_Batches):
   def steps_per_epoch(self) -> int:
     return self.n_units // self.batch_size
 
-  def _plan(self, step: int) -> np.ndarray:
+  def plan(self, step: int) -> np.ndarray:
     """Global batch `step`: block numbers (chunk) or document indices (truncate), int64 [B]."""
     epoch, b = divmod(step, self.steps_per_epoch)
     if self._epoch_cache is None or self._epoch_cache[0] != epoch:
@@ -207,7 +207,7 @@ class MLMBatches(_Batches):
     return self._epoch_cache[1][b]
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
-    units_B = self._plan(step)
+    units_B = self.plan(step)
     if self.packing == "truncate":
       return self._truncated_batch(units_B, step, self.max_length)
     L = bucket_length(int(self._block_lengths[units_B].max()), self.max_length)
@@ -261,7 +261,8 @@ class MetadataBatches(_Batches):
       raise ValueError(f"sampler must be one of {METADATA_SAMPLERS}, got {sampler!r}")
     if per_category < 2:
       raise ValueError(f"per_category must be >= 2 (SupCon needs a positive), got {per_category}")
-    self.sampler, self.max_length, self.window_batches, self.per_category = sampler, max_length, window_batches, per_category
+    self.sampler, self.max_length, self.window_batches = sampler, max_length, window_batches
+    self.per_category = per_category
     self.categories: list[str] = list(prepared.categories)
     has_cat = prepared.category_index[self.doc_indices] >= 0
     self.n_without_category = int((~has_cat).sum())
@@ -280,7 +281,8 @@ class MetadataBatches(_Batches):
   def steps_per_epoch(self) -> int:
     return len(self.doc_indices) // self.batch_size
 
-  def _plan(self, step: int) -> np.ndarray:
+  def plan(self, step: int) -> np.ndarray:
+    """Document indices of global batch `step`, int64 [B]."""
     if self.sampler == "balanced":
       return self._balanced(step)
     epoch, b = divmod(step, self.steps_per_epoch)
@@ -310,7 +312,7 @@ class MetadataBatches(_Batches):
     return np.asarray(rows, np.int64)
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
-    docs_B = self._plan(step)
+    docs_B = self.plan(step)
     out = self._truncated_batch(docs_B, step, self.max_length)
     out["category"] = self.prepared.category_index[docs_B[self.host_rows]].astype(np.int32)
     return out
@@ -361,13 +363,18 @@ class DeclutrBatches(_Batches):
     return sample_spans(int(self.prepared.lengths[doc_index]), rng, anchors=self.anchors, positives=self.positives,
                         max_span=self._doc_max_span[int(doc_index)], min_span=self.min_span)
 
-  def batch(self, step: int) -> dict[str, np.ndarray]:
+  def plan(self, step: int) -> np.ndarray:
+    """Document indices of global batch `step`, int64 [B]."""
     epoch, b = divmod(step, self.steps_per_epoch)
     if self._epoch_cache is None or self._epoch_cache[0] != epoch:
       order = epoch_batches(self.doc_indices, self.prepared.lengths, batch_size=self.batch_size, seed=self.seed,
                             epoch=epoch, window_batches=1)
       self._epoch_cache = (epoch, order)
-    docs_B = self._epoch_cache[1][b]
+    return self._epoch_cache[1][b]
+
+  def batch(self, step: int) -> dict[str, np.ndarray]:
+    epoch = step // self.steps_per_epoch
+    docs_B = self.plan(step)
     # Spans of the whole global batch (cheap: token counts only) fix the shared padded lengths.
     samples = [self.spans(int(d), epoch) for d in docs_B]
     La = bucket_length(max(e - s for sm in samples for s, e in sm.anchors) + 2, self.max_length)

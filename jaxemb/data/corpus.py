@@ -148,7 +148,7 @@ class _BadRow:
 
 def corpus_format(path: str | Path) -> str:
   name = Path(path).name.lower()
-  if name.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".ndjson", ".ndjson.gz", ".json")):
+  if name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")):
     return "jsonl"
   if name.endswith((".csv", ".csv.gz")):
     return "csv"
@@ -183,12 +183,19 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict | _BadRow]]:
       yield line_no, record
 
 
-def _has_surrogates(s: str) -> bool:
-  return any("\udc80" <= ch <= "\udcff" for ch in s)
+def _is_valid_unicode(s: str) -> bool:
+  # Lone surrogates (from surrogateescape'd bad bytes or "\udcxx" JSON escapes) cannot reach the tokenizer.
+  try:
+    s.encode("utf-8")
+  except UnicodeEncodeError:
+    return False
+  return True
 
 
 def _iter_csv(path: Path, needed: Sequence[str]) -> Iterator[tuple[int, dict | _BadRow]]:
   # surrogateescape: a bad byte poisons only its own record (detected per field), not the whole file.
+  # Clinical notes can exceed csv's default 128 KiB field limit.
+  csv.field_size_limit(max(csv.field_size_limit(), 1 << 27))
   with _open_binary(path) as fb:
     f = io.TextIOWrapper(fb, encoding="utf-8", errors="surrogateescape", newline="")
     reader = csv.reader(f, strict=True)
@@ -217,7 +224,7 @@ def _iter_csv(path: Path, needed: Sequence[str]) -> Iterator[tuple[int, dict | _
       if len(row) != len(header):
         yield start, _BadRow("malformed_csv", f"{len(row)} fields, header has {len(header)}")
         continue
-      if any(_has_surrogates(v) for v in row):
+      if not all(_is_valid_unicode(v) for v in row):
         yield start, _BadRow("invalid_utf8")
         continue
       yield start, dict(zip(header, row))
@@ -232,21 +239,25 @@ def _iter_parquet(path: Path, needed: Sequence[str], batch_rows: int = 1024) -> 
     raise FieldNotFoundError(f"{path}: no column {missing[0]!r} (columns: {', '.join(names)})")
   row_no = 0
   # Read only the configured columns, one record batch at a time: memory is bounded by batch_rows.
-  for batch in pf.iter_batches(batch_size=batch_rows, columns=list(dict.fromkeys(needed))):
+  for batch in pf.iter_batches(batch_size=batch_rows, columns=list(dict.fromkeys(needed)) or None):
     for record in batch.to_pylist():
       row_no += 1
       yield row_no, record
 
 
-def iter_raw_records(path: str | Path, fields: Fields = Fields()) -> Iterator[tuple[int, dict | _BadRow]]:
-  """(line, record) pairs straight from the file; rejected rows come as `_BadRow`."""
+def iter_raw_records(path: str | Path, fields: Fields | None = None) -> Iterator[tuple[int, dict | _BadRow]]:
+  """(line, record) pairs straight from the file; rejected rows come as `_BadRow`.
+
+  CSV / Parquet: the columns named in `fields` must exist (FieldNotFoundError otherwise) and are the only ones
+  read; with fields=None every column is read.
+  """
   path = Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"{path}: no such file")
   fmt = corpus_format(path)
   if fmt == "jsonl":
     return _iter_jsonl(path)
-  needed = [f for f in dataclasses.astuple(fields) if f is not None]
+  needed = [f for f in dataclasses.astuple(fields) if f is not None] if fields is not None else []
   if fmt == "csv":
     return _iter_csv(path, needed)
   return _iter_parquet(path, needed)
@@ -277,6 +288,8 @@ def _scalar(value: Any) -> str | None | _BadRow:
   if isinstance(value, (list, dict, tuple)):
     return _BadRow("invalid")
   s = str(value).strip()
+  if not _is_valid_unicode(s):
+    return _BadRow("invalid_utf8")
   return s or None
 
 
@@ -325,6 +338,9 @@ def iter_documents(path: str | Path, fields: Fields = Fields(), *, require: Iter
       continue
     if not isinstance(text, str):
       bad(line_no, "text_not_string", fields.text, f"got {type(text).__name__}")
+      continue
+    if not _is_valid_unicode(text):
+      bad(line_no, "invalid_utf8", fields.text)
       continue
     if clean:
       text = clean_text(text)

@@ -48,7 +48,8 @@ class MaskDraws:
   random_BxM: np.ndarray   # index into replacement_ids
 
   @classmethod
-  def draw(cls, rng: np.random.Generator, rows: int, length: int, max_predictions: int, n_replacements: int) -> MaskDraws:
+  def draw(cls, rng: np.random.Generator, rows: int, length: int, max_predictions: int,
+           n_replacements: int) -> MaskDraws:
     return cls(rng.random((rows, length), dtype=np.float32), rng.random((rows, max_predictions), dtype=np.float32),
                rng.integers(0, n_replacements, (rows, max_predictions), dtype=np.int32))
 
@@ -61,8 +62,8 @@ def mask_tokens(ids_BxL: np.ndarray, attention_mask_BxL: np.ndarray, special: Sp
   """Selects and corrupts MLM targets.
 
   Per row, candidates are non-pad, non-special tokens; n = max(1, round(mask_prob * n_candidates)) of them are
-  chosen uniformly (capped at M = draws.action_BxM.shape[1] and at n_candidates); of the chosen 80% become the
-  mask id, 10% a uniform random non-special id, 10% stay as they are.
+  chosen uniformly (capped at M = draws.action_BxM.shape[1] and at n_candidates; none when mask_prob == 0); of
+  the chosen 80% become the mask id, 10% a uniform random non-special id, 10% stay as they are.
 
   Returns input_ids BxL (corrupted), mlm_positions BxM, mlm_labels BxM (original ids), mlm_weights BxM
   (1.0 real slot, 0.0 padding slot; padded slots have position 0 and label pad).
@@ -73,7 +74,8 @@ def mask_tokens(ids_BxL: np.ndarray, attention_mask_BxL: np.ndarray, special: Sp
     replacement_ids = special.replacement_ids()
   candidate_BxL = (attention_mask_BxL > 0) & ~np.isin(ids_BxL, np.asarray(special.special_ids))
   n_candidates_B = candidate_BxL.sum(axis=1)
-  n_select_B = np.maximum(1, np.rint(mask_prob * n_candidates_B)).astype(np.int64)
+  # mask_prob == 0 means "no MLM" (e.g. DeCLUTR without its MLM term): nothing selected, not the minimum of 1.
+  n_select_B = np.maximum(1 if mask_prob > 0 else 0, np.rint(mask_prob * n_candidates_B)).astype(np.int64)
   n_select_B = np.minimum(np.minimum(n_select_B, M), n_candidates_B)
 
   # Uniform subset without replacement: the n lowest random scores among candidates (non-candidates score 2).

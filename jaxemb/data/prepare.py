@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import importlib.resources
 import json
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -124,6 +125,13 @@ class JaxembPrepared(tfds.core.GeneratorBasedBuilder):
       # Corpus order is the index order: reproducible, and matches the SkipReport's file:line order.
       disable_shuffling=True,
     )
+
+  # TFDS prints these to stdout; a library must keep stdout for its callers (e.g. --json outputs).
+  def _log_download_bytes(self) -> None:
+    logging.info("preparing %s into %s", self._job.path if self._job else "?", self.data_dir)
+
+  def _log_download_done(self) -> None:
+    logging.info("prepared %s", self.data_dir)
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -298,6 +306,9 @@ def prepare(path: str | Path, fields: Fields = Fields(), tokenizer=None, *, cach
     tokenizer = load_tokenizer(str(tokenizer) if tokenizer is not None else None)
   settings = PrepareSettings(fields=fields, require=tuple(sorted(require)), strict=strict, clean=clean, seed=seed,
                              val_fraction=val_fraction, test_fraction=test_fraction)
+  if fields.split is None and "split" in corpus_lib.peek_fields(path):
+    # Hash splits would ignore the corpus's own test split, and pre-training could then see evaluation documents.
+    logging.warning("%s has a 'split' field but Fields.split is None: splits are hashed, not read from it", path)
   key = cache_key(path, tokenizer, settings)
   cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "prepared"
   config = tfds.core.BuilderConfig(name=key, description=f"{path.name} tokenised by {tokenizer.name_or_path}")

@@ -19,7 +19,8 @@ class SpanSample:
   max_span: int                            # the max_span actually used (smaller than asked under "shrink")
 
 
-def effective_max_span(n_tokens: int, *, anchors: int, max_span: int, min_span: int, short_docs: str = "skip") -> int | None:
+def effective_max_span(n_tokens: int, *, anchors: int, max_span: int, min_span: int,
+                       short_docs: str = "skip") -> int | None:
   """The max_span a document of `n_tokens` is sampled with, or None when it must be skipped.
 
   DeCLUTR needs n_tokens >= 2 * anchors * max_span. "skip" drops shorter documents; "shrink" lowers max_span

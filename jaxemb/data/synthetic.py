@@ -3,8 +3,9 @@
 ~3000 notes of 5 note types x 8 specialties, written by ~1000 synthetic patients (the group id). Note types
 differ in structure (section headings, length); specialties differ in vocabulary (symptoms, findings,
 diagnoses, procedures, drugs, tests). It is learnable but not trivial: every note carries shared generic
-sentences, and ~10% of notes are "ambiguous" — written mostly with another specialty's vocabulary — while keeping their own
-label; 30% of vocabulary slots take general-medicine terms; a quarter of notes have no section headings.
+sentences, and ~10% of notes are "ambiguous" — written mostly with another specialty's vocabulary — while
+keeping their own label; 30% of vocabulary slots take general-medicine terms; a quarter of notes have no
+section headings.
 Fields: id, text, note_type, specialty, group (patient id), split (train/test by patient). A TF-IDF + logistic
 regression baseline reaches macro-F1 ~0.94 on specialty and ~0.99 on note_type (test split).
 
@@ -103,8 +104,8 @@ SPECIALTIES: dict[str, dict[str, list[str]]] = {
                 "elevated blood urea nitrogen"],
     "diagnosis": ["acute kidney injury", "chronic kidney disease stage 4", "nephrotic syndrome",
                   "diabetic nephropathy", "polycystic kidney disease", "end-stage renal disease"],
-    "procedure": ["hemodialysis", "kidney biopsy", "arteriovenous fistula creation", "tunneled dialysis catheter placement",
-                  "peritoneal dialysis catheter placement"],
+    "procedure": ["hemodialysis", "kidney biopsy", "arteriovenous fistula creation",
+                  "tunneled dialysis catheter placement", "peritoneal dialysis catheter placement"],
     "drug": ["sevelamer", "erythropoietin", "calcitriol", "sodium bicarbonate", "tacrolimus", "patiromer"],
     "test": ["renal ultrasound", "urinalysis", "urine protein-to-creatinine ratio", "basic metabolic panel",
              "parathyroid hormone level"],
@@ -157,7 +158,8 @@ GENERIC = [
 # General-medicine terms any specialty uses: a quarter of the vocabulary slots draw from here, so short notes
 # (radiology reports) often carry only one or two specialty-specific words.
 GENERAL: dict[str, list[str]] = {
-  "symptom": ["fatigue", "shortness of breath", "generalized weakness", "dizziness", "poor appetite", "chest discomfort"],
+  "symptom": ["fatigue", "shortness of breath", "generalized weakness", "dizziness", "poor appetite",
+              "chest discomfort"],
   "finding": ["mild tachycardia", "low-grade fever", "anemia", "leukocytosis", "hyponatremia", "mild edema"],
   "diagnosis": ["hypertension", "type 2 diabetes mellitus", "hyperlipidemia", "obesity", "anemia of chronic disease"],
   "procedure": ["peripheral IV placement", "CT-guided biopsy", "ultrasound-guided drainage", "central line placement"],
@@ -205,10 +207,11 @@ def _fill(template: str, vocab: dict[str, list[str]], rng: random.Random) -> str
   def pick(key: str) -> str:
     return rng.choice(GENERAL[key] if rng.random() < _GENERAL_RATE else vocab[key])
   return template.format(
-    age=rng.randint(18, 92), sex=rng.choice(["male", "female"]), days=rng.randint(2, 21), dose=rng.choice([5, 10, 20, 40, 81]),
-    ebl=rng.choice([10, 25, 50, 100, 250]), symptom=pick("symptom"), symptom2=pick("symptom"), finding=pick("finding"),
-    finding2=pick("finding"), diagnosis=pick("diagnosis"), diagnosis2=pick("diagnosis"), procedure=pick("procedure"),
-    drug=pick("drug"), drug2=pick("drug"), test=pick("test"), anatomy=pick("anatomy"))
+    age=rng.randint(18, 92), sex=rng.choice(["male", "female"]), days=rng.randint(2, 21),
+    dose=rng.choice([5, 10, 20, 40, 81]), ebl=rng.choice([10, 25, 50, 100, 250]), symptom=pick("symptom"),
+    symptom2=pick("symptom"), finding=pick("finding"), finding2=pick("finding"), diagnosis=pick("diagnosis"),
+    diagnosis2=pick("diagnosis"), procedure=pick("procedure"), drug=pick("drug"), drug2=pick("drug"),
+    test=pick("test"), anatomy=pick("anatomy"))
 
 
 def _section(kind: str, n: int, vocabs: list[dict[str, list[str]]], rng: random.Random, generic_rate: float) -> str:
@@ -225,14 +228,15 @@ def _section(kind: str, n: int, vocabs: list[dict[str, list[str]]], rng: random.
 
 _LAYOUT = {
   "discharge_summary": [("DISCHARGE SUMMARY", None), ("HISTORY OF PRESENT ILLNESS", "history"),
-                        ("HOSPITAL COURSE", "result"), ("PROCEDURES", "procedure"), ("DISCHARGE DIAGNOSIS", "assessment"),
-                        ("DISCHARGE MEDICATIONS AND FOLLOW-UP", "plan")],
+                        ("HOSPITAL COURSE", "result"), ("PROCEDURES", "procedure"),
+                        ("DISCHARGE DIAGNOSIS", "assessment"), ("DISCHARGE MEDICATIONS AND FOLLOW-UP", "plan")],
   "radiology_report": [("EXAM", None), ("INDICATION", "history"), ("FINDINGS", "result"), ("IMPRESSION", "assessment")],
   "progress_note": [("SUBJECTIVE", "history"), ("OBJECTIVE", "exam"), ("ASSESSMENT", "assessment"), ("PLAN", "plan")],
   "operative_report": [("PREOPERATIVE DIAGNOSIS", "assessment"), ("PROCEDURE PERFORMED", None),
                        ("DESCRIPTION OF PROCEDURE", "procedure"), ("FINDINGS", "exam"), ("DISPOSITION", "plan")],
-  "consult": [("REASON FOR CONSULTATION", None), ("HISTORY OF PRESENT ILLNESS", "history"), ("PHYSICAL EXAMINATION", "exam"),
-              ("DATA REVIEWED", "result"), ("IMPRESSION AND RECOMMENDATIONS", "plan")],
+  "consult": [("REASON FOR CONSULTATION", None), ("HISTORY OF PRESENT ILLNESS", "history"),
+              ("PHYSICAL EXAMINATION", "exam"), ("DATA REVIEWED", "result"),
+              ("IMPRESSION AND RECOMMENDATIONS", "plan")],
 }
 
 
@@ -260,7 +264,8 @@ def _note(note_type: str, specialty: str, ambiguous_with: str | None, rng: rando
   return "\n".join(parts)
 
 
-def generate(n_notes: int = 3000, seed: int = 0, ambiguous_rate: float = 0.1, test_fraction: float = 0.2) -> Iterator[dict]:
+def generate(n_notes: int = 3000, seed: int = 0, ambiguous_rate: float = 0.1,
+             test_fraction: float = 0.2) -> Iterator[dict]:
   """Yields the records (dicts with id, text, note_type, specialty, group, split), deterministically."""
   rng = random.Random(seed)
   specialties = sorted(SPECIALTIES)

@@ -1,15 +1,22 @@
-"""The frozen-encoder probe: a head trained on cached embeddings, all seeds of one shot size in one jit.
+"""The frozen-encoder probe: heads trained on cached embeddings, every (shots, seed) run in ONE jitted call.
 
-Every seed of a shot size has a training set of the same size (few-shot sampling takes min(N, n_class) per
-class whatever the seed), so the seeds stack into a leading axis and one `jax.vmap`-ed program trains them
-together: init, AdamW, early stopping on validation macro-F1 and the final predictions all happen inside a
-single jitted call, with no host round trip per step.
+All runs of a grid (e.g. 5 shot sizes x 5 seeds) are stacked on a leading axis and `jax.vmap`-ed through
+one program that does initial-parameter loading, AdamW, early stopping on validation macro-F1 and the final
+predictions, with no host round trip per step. On CPU, vmap buys no FLOPs (cost is linear in the number of
+runs) but XLA compilation costs seconds per program here, so one program per head instead of one per
+(shots, seed) is what makes the grid cheap. Runs advance in lockstep; a run whose patience is exhausted
+keeps its best parameters while the loop goes on for the others.
 
-Training is full-batch while the training set fits in `batch_size` rows, otherwise each step draws
-`batch_size` rows with replacement (so "all" on a large pool costs the same per step as 64-shot).
-Features are centred on the run's own training set and divided by its RMS, which makes one learning rate
-work across encoders whose embedding norms differ by 10x; only the run's training rows are used for this,
-never validation or test.
+Rows per step: a run with at most `batch_size` training examples trains full-batch (padded rows weigh 0);
+a larger one draws `batch_size` rows with replacement each step, so "all" on a big pool costs the same per
+step as a few-shot run.
+
+Features are centred on the run's own training rows and divided by their RMS: one learning rate then works
+for encoders whose embedding norms differ by 10x. Only the run's training rows enter these statistics.
+
+Dropout masks and row draws come from an integer hash of (seed, step, position) rather than jax.random:
+threefry bits for ~10^5 decisions per run per step cost more than the head's matmuls on CPU, and each
+jax.random call site adds compile time.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxemb.eval.heads import make_head
+from jaxemb.eval.heads import apply_head, init_head
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,18 +37,18 @@ class ProbeSettings:
   lr: float = 1e-3
   weight_decay: float = 1e-2
   dropout: float = 0.1
-  max_steps: int = 1000
+  max_steps: int = 500
   eval_every: int = 10      # steps between validation evaluations
-  patience: int = 10        # evaluations without a validation macro-F1 improvement before stopping
-  batch_size: int = 256     # full batch up to this many training rows
+  patience: int = 5         # evaluations without a validation macro-F1 improvement before stopping
+  batch_size: int = 128     # full batch up to this many training rows, sampled rows above
 
 
 @dataclasses.dataclass
 class ProbeResult:
-  probs_SxExC: np.ndarray   # class probabilities of the eval rows, per seed
-  best_val_f1_S: np.ndarray
-  best_step_S: np.ndarray   # step whose parameters were kept
-  steps_run_S: np.ndarray   # steps trained before early stopping
+  probs_RxExC: np.ndarray   # class probabilities of the eval rows, per run
+  best_val_f1_R: np.ndarray
+  best_step_R: np.ndarray   # step whose parameters were kept
+  steps_run_R: np.ndarray   # steps trained before the run's patience ran out (or max_steps)
 
 
 def macro_f1_jnp(y_V: jax.Array, pred_V: jax.Array, num_classes: int) -> jax.Array:
@@ -55,99 +62,133 @@ def macro_f1_jnp(y_V: jax.Array, pred_V: jax.Array, num_classes: int) -> jax.Arr
   return f1_C.sum() / jnp.maximum(present_C.sum(), 1)
 
 
+def _mix32(x: jax.Array) -> jax.Array:
+  """lowbias32 integer hash (C. Wellons): a bijection on uint32 with good avalanche."""
+  x = x ^ (x >> 16)
+  x = x * jnp.uint32(0x7FEB352D)
+  x = x ^ (x >> 15)
+  x = x * jnp.uint32(0x846CA68B)
+  return x ^ (x >> 16)
+
+
+def _hash_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """uint32 pseudo-random words of `shape`, a pure function of the uint32 `key`."""
+  counter = jax.lax.iota(jnp.uint32, int(np.prod(shape))).reshape(shape)
+  return _mix32(counter * jnp.uint32(0x9E3779B9) + key)
+
+
+def _hash_dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
+  threshold = jnp.uint32(min(int(rate * 2.0**32), 2**32 - 1))
+  keep = _hash_bits(key, x.shape) >= threshold
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
 def _bucket_rows(n: int) -> int:
-  """Pad a training-set size to a power of two (>= 8) so shot sizes share compiled programs."""
+  """Pad a training-set size to a power of two (>= 8) so grids of similar size share compiled programs."""
   return max(8, 1 << (int(n) - 1).bit_length())
 
 
 @functools.partial(jax.jit, static_argnames=("head_kind", "num_classes", "settings"))
-def _fit_seeds(x_NxD, y_N, train_idx_SxT, train_w_SxT, val_idx_V, eval_idx_E, seeds_S, *,
-               head_kind: str, num_classes: int, settings: ProbeSettings):
+def _fit_runs(x_NxD, y_N, idx_RxT, n_R, val_idx_V, eval_idx_E, seeds_R, params0_R, *,
+              head_kind: str, num_classes: int, settings: ProbeSettings):
   d = x_NxD.shape[1]
-  head = make_head(head_kind, d, num_classes, settings.dropout)
+  t = idx_RxT.shape[1]
+  b = min(t, settings.batch_size)
   opt = optax.adamw(settings.lr, weight_decay=settings.weight_decay)
-  n_rows = train_idx_SxT.shape[1]
-  sampled = n_rows > settings.batch_size
 
-  def fit_one(train_idx_T, w_T, seed):
-    xtr_TxD = x_NxD[train_idx_T]
-    ytr_T = y_N[train_idx_T]
-    wsum = w_T.sum()
-    mu_D = (w_T[:, None] * xtr_TxD).sum(0) / wsum
-    scale = jnp.sqrt((w_T[:, None] * (xtr_TxD - mu_D) ** 2).sum() / (wsum * d)) + 1e-6
+  def fit_one(idx_T, n, seed, params):
+    real_T = (jnp.arange(t) < n).astype(jnp.float32)
+    xtr_TxD = x_NxD[idx_T]
+    mu_D = (real_T[:, None] * xtr_TxD).sum(0) / n
+    scale = jnp.sqrt((real_T[:, None] * (xtr_TxD - mu_D) ** 2).sum() / (n * d)) + 1e-6
     norm = lambda x: (x - mu_D) / scale
-    xtr_TxD = norm(xtr_TxD)
     xval_VxD, yval_V = norm(x_NxD[val_idx_V]), y_N[val_idx_V]
+    full_batch = n <= b
+    seed_key = _mix32(seed.astype(jnp.uint32) ^ jnp.uint32(0x5BD1E995))
 
-    init_key, loop_key = jax.random.split(jax.random.PRNGKey(seed))
-    params = head.init(init_key, jnp.zeros((1, d), x_NxD.dtype))
-    opt_state = opt.init(params)
-
-    def loss_fn(params, x_BxD, y_B, w_B, rng):
-      logits_BxC = head.apply(params, x_BxD, deterministic=False, rngs={"dropout": rng})
+    def loss_fn(params, x_BxD, y_B, w_B, step_key):
+      drop = lambda x, site: _hash_dropout(x, settings.dropout, _mix32(step_key + jnp.uint32(site + 1)))
+      logits_BxC = apply_head(head_kind, params, x_BxD, drop if settings.dropout > 0 else None)
       ce_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxC, y_B)
       return (ce_B * w_B).sum() / w_B.sum()
 
-    def train_step(carry, _):
-      params, opt_state, key = carry
-      key, batch_key, drop_key = jax.random.split(key, 3)
-      if sampled:
-        pos_B = jax.random.choice(batch_key, n_rows, (settings.batch_size,), p=w_T / wsum)
-        batch = (xtr_TxD[pos_B], ytr_T[pos_B], jnp.ones((settings.batch_size,), x_NxD.dtype))
-      else:
-        batch = (xtr_TxD, ytr_T, w_T)
-      grads = jax.grad(loss_fn)(params, *batch, drop_key)
+    def train_step(carry, step):
+      params, opt_state = carry
+      step_key = _mix32(seed_key ^ _mix32(step.astype(jnp.uint32)))
+      drawn_B = (_hash_bits(_mix32(step_key), (b,)) % n.astype(jnp.uint32)).astype(jnp.int32)
+      pos_B = jnp.where(full_batch, jnp.arange(b), drawn_B)
+      w_B = jnp.where(full_batch, real_T[:b], 1.0)
+      row_B = idx_T[pos_B]
+      grads = jax.grad(loss_fn)(params, norm(x_NxD[row_B]), y_N[row_B], w_B, step_key)
       updates, opt_state = opt.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state, key), None
+      return (optax.apply_updates(params, updates), opt_state), None
 
     def chunk(state):
-      params, opt_state, key, step, best, best_f1, best_step, bad = state
-      (params, opt_state, key), _ = jax.lax.scan(train_step, (params, opt_state, key), None,
-                                                 length=settings.eval_every)
+      params, opt_state, step, best, best_f1, best_step, bad = state
+      steps = step + jnp.arange(settings.eval_every, dtype=jnp.int32)
+      (params, opt_state), _ = jax.lax.scan(train_step, (params, opt_state), steps)
       step = step + settings.eval_every
-      pred_V = head.apply(params, xval_VxD).argmax(-1)
-      f1 = macro_f1_jnp(yval_V, pred_V, num_classes)
+      f1 = macro_f1_jnp(yval_V, apply_head(head_kind, params, xval_VxD).argmax(-1), num_classes)
       improved = f1 > best_f1  # strict: on a tie keep the earlier (less fitted) parameters
       best = jax.tree.map(lambda new, old: jnp.where(improved, new, old), params, best)
-      return (params, opt_state, key, step, best,
-              jnp.where(improved, f1, best_f1), jnp.where(improved, step, best_step),
-              jnp.where(improved, 0, bad + 1))
+      return (params, opt_state, step, best, jnp.where(improved, f1, best_f1),
+              jnp.where(improved, step, best_step), jnp.where(improved, 0, bad + 1))
 
     def keep_going(state):
-      step, bad = state[3], state[7]
+      step, bad = state[2], state[6]
       return (step < settings.max_steps) & (bad < settings.patience)
 
-    state = (params, opt_state, loop_key, jnp.int32(0), params, jnp.float32(-1.0), jnp.int32(0),
-             jnp.int32(0))
-    _, _, _, steps_run, best, best_f1, best_step, _ = jax.lax.while_loop(keep_going, chunk, state)
-    probs_ExC = jax.nn.softmax(head.apply(best, norm(x_NxD[eval_idx_E])), -1)
+    state = (params, opt.init(params), jnp.int32(0), params, jnp.float32(-1.0), jnp.int32(0), jnp.int32(0))
+    _, _, steps_run, best, best_f1, best_step, _ = jax.lax.while_loop(keep_going, chunk, state)
+    probs_ExC = jax.nn.softmax(apply_head(head_kind, best, norm(x_NxD[eval_idx_E])), -1)
     return probs_ExC, best_f1, best_step, steps_run
 
-  return jax.vmap(fit_one, in_axes=(0, 0, 0))(train_idx_SxT, train_w_SxT, seeds_S)
+  return jax.vmap(fit_one)(idx_RxT, n_R, seeds_R, params0_R)
 
 
-def train_probe(x_NxD: np.ndarray | jax.Array, y_N: np.ndarray, train_idx_per_seed: list[np.ndarray],
-                seeds: list[int], val_idx_V: np.ndarray, eval_idx_E: np.ndarray, *, head_kind: str,
-                num_classes: int, settings: ProbeSettings) -> ProbeResult:
-  """Trains one head per seed (all at once) and returns probabilities on x[eval_idx_E].
+def train_probe(x_NxD: np.ndarray | jax.Array, y_N: np.ndarray, train_idx_per_run: list[np.ndarray],
+                seed_per_run: list[int], val_idx_V: np.ndarray, eval_idx_E: np.ndarray, *, head_kind: str,
+                num_classes: int, settings: ProbeSettings, group_per_run: list | None = None) -> ProbeResult:
+  """Trains one head per run and returns probabilities on x[eval_idx_E], run order preserved.
 
-  x_NxD: embeddings of every document (float32); y_N: int class ids (only train/val rows are read
-  during training). train_idx_per_seed[s]: indices of seed s's training set; all the same length.
+  x_NxD: embeddings of every document (float32); y_N: int class ids (only the rows named by the training
+  and validation indices are read while training). train_idx_per_run[r]: run r's training rows (any
+  sizes >= 1); seed_per_run[r]: its seed (initialisation, dropout, row draws).
+  group_per_run: runs with the same group value (e.g. the shot size) go through one vmapped call and stop
+  together; groups of equal run count share one compiled program (all are padded to the same shapes), so
+  a shots x seeds grid compiles once yet a converged 8-shot group does not wait for the "all" group.
   """
-  sizes = {len(ix) for ix in train_idx_per_seed}
-  if len(sizes) != 1:
-    raise ValueError(f"all seeds of one shot size must have equal training-set sizes, got {sorted(sizes)}")
-  n = sizes.pop()
-  if n == 0:
+  if len(train_idx_per_run) != len(seed_per_run) or not train_idx_per_run:
+    raise ValueError("need one seed per run and at least one run")
+  sizes_R = np.array([len(ix) for ix in train_idx_per_run])
+  if (sizes_R == 0).any():
     raise ValueError("empty training set")
-  t = _bucket_rows(n)
-  train_idx_SxT = np.zeros((len(seeds), t), np.int32)
-  train_w_SxT = np.zeros((len(seeds), t), np.float32)
-  for s, ix in enumerate(train_idx_per_seed):
-    train_idx_SxT[s, :n] = ix
-    train_w_SxT[s, :n] = 1.0
-  probs, best_f1, best_step, steps_run = _fit_seeds(
-      jnp.asarray(x_NxD, jnp.float32), jnp.asarray(y_N, jnp.int32), train_idx_SxT, train_w_SxT,
-      jnp.asarray(val_idx_V, jnp.int32), jnp.asarray(eval_idx_E, jnp.int32),
-      jnp.asarray(seeds, jnp.uint32), head_kind=head_kind, num_classes=num_classes, settings=settings)
-  return ProbeResult(np.asarray(probs), np.asarray(best_f1), np.asarray(best_step), np.asarray(steps_run))
+  if len(val_idx_V) == 0:
+    raise ValueError("empty validation set: early stopping needs one")
+  t = _bucket_rows(sizes_R.max())
+  idx_RxT = np.zeros((len(sizes_R), t), np.int32)
+  for r, ix in enumerate(train_idx_per_run):
+    idx_RxT[r, :len(ix)] = ix
+  d = int(np.shape(x_NxD)[1])
+  inits = [init_head(head_kind, d, num_classes, seed=int(s)) for s in seed_per_run]
+  params0_R = jax.tree.map(lambda *p: np.stack(p), *inits)
+  seeds_R = np.asarray(seed_per_run, np.uint32)
+  x_NxD, y_N = jnp.asarray(x_NxD, jnp.float32), jnp.asarray(y_N, jnp.int32)
+  val_idx_V, eval_idx_E = jnp.asarray(val_idx_V, jnp.int32), jnp.asarray(eval_idx_E, jnp.int32)
+
+  groups = [0] * len(sizes_R) if group_per_run is None else list(group_per_run)
+  outs: list[tuple[np.ndarray, list]] = []
+  for g in dict.fromkeys(groups):  # first-appearance order
+    rows = np.array([r for r, gr in enumerate(groups) if gr == g])
+    out = _fit_runs(x_NxD, y_N, idx_RxT[rows], sizes_R[rows].astype(np.int32), val_idx_V, eval_idx_E,
+                    seeds_R[rows], jax.tree.map(lambda p: p[rows], params0_R), head_kind=head_kind,
+                    num_classes=num_classes, settings=settings)
+    outs.append((rows, [np.asarray(o) for o in out]))
+  merged = []
+  for k in range(4):
+    first = outs[0][1][k]
+    arr = np.zeros((len(sizes_R),) + first.shape[1:], first.dtype)
+    for rows, out in outs:
+      arr[rows] = out[k]
+    merged.append(arr)
+  return ProbeResult(*merged)

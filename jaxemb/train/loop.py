@@ -68,9 +68,20 @@ def open_corpus(cfg: ml_collections.ConfigDict, tokenizer):
   fields = Fields(text=cfg.data.text_field, metadata=cfg.data.metadata_field or None,
                   group=cfg.data.group_field or None, split=cfg.data.split_field or None,
                   id=cfg.data.id_field or None)
-  prepared = prepare(path, fields, tokenizer, cache_dir=cfg.data.cache_dir or None,
-                     require=("metadata",) if need_category else (), strict=cfg.data.strict,
-                     clean=cfg.data.clean, seed=cfg.data.split_seed)
+  prep = partial(prepare, path, fields, tokenizer, cache_dir=cfg.data.cache_dir or None,
+                 require=("metadata",) if need_category else (), strict=cfg.data.strict,
+                 clean=cfg.data.clean, seed=cfg.data.split_seed)
+  if jax.process_count() > 1:
+    # Host 0 writes the cache, the others wait and then read it: no race on TFDS's final rename when the
+    # hosts share a cache directory.
+    from jax.experimental import multihost_utils
+    if jax.process_index() == 0:
+      prepared = prep()
+    multihost_utils.sync_global_devices("jaxemb:prepared")
+    if jax.process_index() != 0:
+      prepared = prep()
+  else:
+    prepared = prep()
   exclude = tuple(s for s in cfg.data.exclude_splits.split(",") if s)
   common = dict(batch_size=cfg.batch_size, seed=cfg.seed, exclude_splits=exclude,
                 process_index=jax.process_index(), process_count=jax.process_count())
@@ -140,6 +151,23 @@ def make_train_step(loss_fn, tx, schedule, accumulate: int):
   return step
 
 
+def build_state_and_step(cfg, encoder: Encoder, num_categories: int, mesh: Mesh):
+  """Initial TrainState, replicated over `mesh`, and the jitted update step: batch sharded on "data",
+  state replicated and donated."""
+  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  accumulate = int(cfg.optim.accumulate)
+  tx, schedule = make_optimizer(cfg.optim, cfg.total_steps)
+  params = jax.device_put(initial_params(cfg, encoder, num_categories), replicated)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                     opt_state=jax.jit(tx.init, out_shardings=replicated)(params),
+                     rng=jax.random.PRNGKey(cfg.seed))
+  state = jax.device_put(state, replicated)
+  step_fn = jax.jit(make_train_step(make_loss_fn(cfg, encoder), tx, schedule, accumulate),
+                    in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
+                    donate_argnums=(0,))
+  return state, step_fn
+
+
 # ============================================================================================ logging
 class MetricsLog:
   """metrics.jsonl + TensorBoard events (tensorboardX: no TensorFlow), written by host 0 only."""
@@ -182,7 +210,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]
   mesh = Mesh(np.array(jax.devices()), ("data",))
   if cfg.batch_size % jax.device_count():
     raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the device count {jax.device_count()}")
-  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  sharded = NamedSharding(mesh, P("data"))
 
   # -- model and data.
   encoder = Encoder.from_pretrained(cfg.model.init, head_seed=cfg.model.head_seed)
@@ -193,14 +221,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]
     if not (workdir / "model" / "config.json").exists():
       encoder.save_pretrained(workdir / "model")  # tokenizer + config for the evaluator; weights = init
 
-  # -- optimiser and state, created replicated.
+  # -- optimiser, state (replicated) and the jitted step.
   accumulate = int(cfg.optim.accumulate)
-  tx, schedule = make_optimizer(cfg.optim, cfg.total_steps)
-  params = jax.device_put(initial_params(cfg, encoder, num_categories), replicated)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                     opt_state=jax.jit(tx.init, out_shardings=replicated)(params),
-                     rng=jax.random.PRNGKey(cfg.seed))
-  state = jax.device_put(state, replicated)
+  state, step_fn = build_state_and_step(cfg, encoder, num_categories, mesh)
 
   # -- checkpoint: resume when the workdir has one.
   mngr = ckpt.manager(workdir, keep=cfg.checkpoint.keep)
@@ -216,9 +239,6 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]
   else:
     batches.set_state({"step": 0})
 
-  step_fn = jax.jit(make_train_step(make_loss_fn(cfg, encoder), tx, schedule, accumulate),
-                    in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
-                    donate_argnums=(0,))
   pad_lengths = _pad_lengths(cfg)
   log = MetricsLog(workdir, is_host0)
   total = int(cfg.total_steps) * accumulate

@@ -1,0 +1,93 @@
+"""Evaluator config: `python eval.py --config configs/eval.py --workdir OUT` (override with --config.x=...).
+
+Variants: `configs/eval.py` (full: quick-start corpus, minilm, probe + TF-IDF, 5 shot sizes x 5 seeds) and
+`configs/eval.py:smoke` (a CPU-minute run: 300 documents, 2 shot sizes x 2 seeds, max_length 64, probe +
+a short fine-tune + TF-IDF).
+
+MTSamples specialty, say:
+  python eval.py --config configs/eval.py --workdir out/mts \
+    --config.data.path=../shared/data/mtsamples_notes.jsonl.gz --config.data.label_field=specialty \
+    --config.data.metadata_field=note_type --config.data.group_field= \
+    --config.models=minilm,workdirs/declutr@20000
+"""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  # Comma-separated: HF folders, "minilm", jaxemb training workdirs (latest step) or DIR@STEP.
+  config.models = "minilm"
+  # "probe" (frozen encoder: the paper's head AND logistic regression), "finetune", or both.
+  config.modes = "probe"
+  config.tfidf = True              # the non-neural reference row (mode "tfidf")
+  config.shots = "8,16,32,64,all"  # examples per class in the training set; "all" = the whole train split
+  config.seeds = "0,1,2,3,4"
+  config.max_length = 256          # tokens per document (embedding and fine-tuning)
+  config.embed_batch_size = 32
+  config.cache_dir = ""            # embedding cache; "" = WORKDIR/cache
+
+  config.data = ml_collections.ConfigDict()
+  config.data.path = ""            # "" = the synthetic quick-start corpus (generated on first use)
+  config.data.text_field = "text"
+  config.data.label_field = "specialty"
+  config.data.metadata_field = "note_type"  # "" = no geometry by metadata
+  config.data.split_field = "split"         # corpus train/validation/test if present, else seeded split
+  config.data.group_field = "group"         # keeps a patient's notes in one split; "" = none
+  config.data.id_field = "id"
+  config.data.max_docs = 0                  # > 0: seeded random subset of the corpus
+  config.data.max_classes = 0               # > 0: keep only the K most frequent labels
+  config.data.split_seed = 0
+  config.data.val_fraction = 0.1            # carved out of train when the corpus has no validation split
+  config.data.test_fraction = 0.2           # used only without a corpus split field
+
+  # Frozen-encoder heads trained on cached embeddings (full-batch AdamW, early stopping on val macro-F1).
+  config.probe = ml_collections.ConfigDict()
+  config.probe.heads = "probe,logreg"  # "probe" = the paper's head; "logreg" = logistic regression
+  config.probe.lr = 1e-3
+  config.probe.weight_decay = 1e-2
+  config.probe.dropout = 0.1
+  config.probe.max_steps = 500
+  config.probe.eval_every = 10
+  config.probe.patience = 5        # evaluations without improvement
+  config.probe.batch_size = 128    # full batch up to this many rows, sampled rows above
+
+  config.finetune = ml_collections.ConfigDict()
+  config.finetune.shots = ""       # "" = config.shots; fine-tuning costs far more, so it may use fewer
+  config.finetune.lr = 5e-5
+  config.finetune.head_lr = 1e-3
+  config.finetune.weight_decay = 0.01
+  config.finetune.warmup_frac = 0.1
+  config.finetune.batch_size = 16
+  config.finetune.eval_batch_size = 64
+  config.finetune.max_epochs = 10
+  config.finetune.eval_every = 0   # steps; 0 = once per epoch
+  config.finetune.patience = 3
+  config.finetune.freeze_layers = 0  # N >= 1: freeze the embeddings and the first N layers
+  config.finetune.neftune_alpha = 0.0  # NEFTune noise during training (5, 10, 15 in the paper); 0 = off
+  config.finetune.head_dropout = 0.1
+
+  config.tfidf_c_grid = "0.1,1,10,100"
+
+  config.geometry = ml_collections.ConfigDict()
+  config.geometry.enabled = True
+  config.geometry.knn_k = 5
+  config.geometry.kmeans_seed = 0
+  config.geometry.maps = True      # 2-D map PNGs (UMAP if installed, else t-SNE)
+  config.geometry.max_points = 2000  # seeded subset of the test split for geometry and maps
+
+  if arg == "smoke":
+    config.modes = "probe,finetune"
+    config.shots = "4,all"
+    config.seeds = "0,1"
+    config.max_length = 64
+    config.data.max_docs = 300
+    config.probe.max_steps = 200
+    config.finetune.shots = "4"
+    config.finetune.max_epochs = 2
+    config.finetune.batch_size = 8
+    config.geometry.max_points = 300
+  elif arg not in (None, ""):
+    raise ValueError(f"unknown config variant {arg!r} (expected '' or 'smoke')")
+  return config

@@ -1,0 +1,141 @@
+"""Embedding cache: one `.npy` (float32 [N, D]) + one `.json` (what it is) per (model, texts, settings).
+
+The key is a hash of
+- the model's identity without loading it: the resolved path, the checkpoint step asked for, and
+  (relative path, size, mtime) of every weight/config file that defines it (for a training workdir: the
+  `model/` folder and the chosen step's checkpoint folder only, so a later checkpoint does not invalidate an
+  embedding of `DIR@STEP`; "latest" naturally moves when a new step appears);
+- the exact texts (a hash of their UTF-8 bytes, in order) and the embedding settings (max_length, pooling).
+No pickle: arrays load with allow_pickle=False.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+# Bump when the embedding computation changes meaning (pooling, cleaning): old cache entries then miss.
+EMBED_VERSION = 1
+_IGNORED_DIRS = {"cache", "eval", "tb", "logs", "tensorboard", "__pycache__"}
+_MAX_FILES = 20000
+
+
+def split_model_spec(spec: str) -> tuple[str, int | None]:
+  """"DIR@STEP" -> ("DIR", STEP); anything else -> (spec, None). A path that exists as written wins."""
+  if "@" in spec and not Path(spec).exists():
+    path, step = spec.rsplit("@", 1)
+    if step.isdigit():
+      return path, int(step)
+  return spec, None
+
+
+def _file_stats(root: Path, base: Path) -> list[list[Any]]:
+  out = []
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames[:] = sorted(d for d in dirnames if d not in _IGNORED_DIRS)
+    for f in sorted(filenames):
+      if f.startswith("events.") or f.endswith(".log"):
+        continue  # training logs change while a run goes on; they do not define the weights
+      p = Path(dirpath) / f
+      st = p.stat()
+      out.append([str(p.relative_to(base)), st.st_size, st.st_mtime_ns])
+      if len(out) > _MAX_FILES:
+        raise ValueError(f"{root}: more than {_MAX_FILES} files; point the model at a model folder or workdir")
+  return out
+
+
+def model_fingerprint(spec: str) -> dict[str, Any]:
+  """JSON-able identity of a model spec ("minilm", an HF folder, a workdir, "DIR@STEP").
+
+  Raises FileNotFoundError for a path that does not exist (the caller turns it into a one-line error).
+  """
+  from jaxemb.models.api import MINILM_ALIASES, is_workdir, packaged_minilm_dir
+
+  if spec.lower() in MINILM_ALIASES:
+    folder, step = packaged_minilm_dir(), None
+  else:
+    path, step = split_model_spec(spec)
+    folder = Path(path).expanduser()
+    if not folder.exists():
+      raise FileNotFoundError(f"model {spec!r}: {folder} does not exist")
+  folder = folder.resolve()
+  fp: dict[str, Any] = {"spec": spec, "path": str(folder), "step": step}
+  if folder.is_dir() and is_workdir(folder):
+    ckpt = folder / "checkpoints"
+    steps = sorted(int(d.name) for d in ckpt.iterdir() if d.is_dir() and d.name.isdigit())
+    chosen = step if step is not None else (steps[-1] if steps else None)
+    fp["resolved_step"] = chosen
+    files = _file_stats(folder / "model", folder)
+    if chosen is not None and (ckpt / str(chosen)).is_dir():
+      files += _file_stats(ckpt / str(chosen), folder)
+    fp["files"] = files
+  elif folder.is_dir():
+    fp["files"] = _file_stats(folder, folder)
+  else:
+    st = folder.stat()
+    fp["files"] = [[folder.name, st.st_size, st.st_mtime_ns]]
+  return fp
+
+
+def texts_digest(texts: Sequence[str]) -> str:
+  h = hashlib.sha256()
+  for t in texts:
+    b = t.encode("utf-8")
+    h.update(len(b).to_bytes(8, "little"))  # length-prefixed: ["ab", "c"] != ["a", "bc"]
+    h.update(b)
+  return h.hexdigest()
+
+
+def cache_key(fingerprint: dict[str, Any], texts_sha: str, settings: dict[str, Any]) -> str:
+  blob = json.dumps({"model": fingerprint, "texts": texts_sha, "settings": settings,
+                     "version": EMBED_VERSION}, sort_keys=True)
+  return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def cached_embeddings(spec: str, texts: Sequence[str], *, max_length: int, cache_dir: Path,
+                      embed_fn: Callable[[], np.ndarray], log: Callable[[str], None] = print
+                      ) -> tuple[np.ndarray, dict[str, Any]]:
+  """The [N, D] float32 embeddings of `texts` under model `spec`: from the cache, or `embed_fn()` then cached.
+
+  embed_fn is only called on a miss (so the model is only loaded when needed). Returns (array, info).
+  """
+  fp = model_fingerprint(spec)
+  sha = texts_digest(texts)
+  settings = {"max_length": int(max_length), "pooling": "mean_last_hidden"}
+  key = cache_key(fp, sha, settings)
+  cache_dir = Path(cache_dir)
+  npy, meta = cache_dir / f"emb-{key}.npy", cache_dir / f"emb-{key}.json"
+  if npy.exists() and meta.exists():
+    info = json.loads(meta.read_text())
+    z = np.load(npy, allow_pickle=False)
+    if z.shape == (len(texts), info["dim"]) and z.dtype == np.float32:
+      log(f"  embeddings of {spec}: cache hit {npy.name} ({z.shape[0]} x {z.shape[1]})")
+      return z, {**info, "cache_hit": True, "cache_file": str(npy)}
+    log(f"  embeddings of {spec}: cache entry {npy.name} has shape {z.shape}, expected ({len(texts)}, ...); "
+        "recomputing")
+  t0 = time.time()
+  z = np.ascontiguousarray(embed_fn(), np.float32)
+  seconds = time.time() - t0
+  if z.shape[0] != len(texts):
+    raise RuntimeError(f"embedder returned {z.shape[0]} rows for {len(texts)} texts")
+  if not np.isfinite(z).all():
+    raise FloatingPointError(f"embeddings of {spec} contain NaN/Inf")
+  info = {"model": spec, "fingerprint": fp, "texts_sha256": sha, "settings": settings, "n": int(z.shape[0]),
+          "dim": int(z.shape[1]), "seconds": round(seconds, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+          "embed_version": EMBED_VERSION}
+  cache_dir.mkdir(parents=True, exist_ok=True)
+  # write-then-rename: a crash mid-write never leaves a truncated entry that a later run would trust
+  tmp = cache_dir / f".emb-{key}.{os.getpid()}.npy"
+  np.save(tmp, z, allow_pickle=False)
+  os.replace(tmp, npy)
+  tmp_meta = cache_dir / f".emb-{key}.{os.getpid()}.json"
+  tmp_meta.write_text(json.dumps(info, indent=1))
+  os.replace(tmp_meta, meta)
+  log(f"  embeddings of {spec}: computed {z.shape[0]} x {z.shape[1]} in {seconds:.1f}s -> {npy.name}")
+  return z, {**info, "cache_hit": False, "cache_file": str(npy)}

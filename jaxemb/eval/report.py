@@ -1,0 +1,166 @@
+"""Writes results.json, results.csv, report.md and the few-shot curve PNG from the collected rows."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from jaxemb.eval.metrics import mean_std
+
+RUN_KEYS = ("model", "mode", "shots", "seed", "split", "accuracy", "macro_f1", "weighted_f1",
+            "macro_precision", "macro_recall", "auroc")
+GEOMETRY_KEYS = ("model", "field", "alignment", "uniformity", "silhouette", "knn_accuracy", "kmeans_nmi",
+                 "kmeans_ari")
+METRICS = ("macro_f1", "accuracy", "weighted_f1", "macro_precision", "macro_recall", "auroc")
+MODE_ORDER = ("tfidf", "probe_logreg", "probe", "finetune")
+
+
+def model_slug(spec: str) -> str:
+  """A short, file-name-safe, collision-resistant name for a model spec (for plot files and legends)."""
+  base = Path(spec.split("@")[0].rstrip("/")).name or spec
+  step = spec.rsplit("@", 1)[1] if "@" in spec else ""
+  short = re.sub(r"[^A-Za-z0-9._-]+", "_", base + (f"@{step}" if step else ""))[:40]
+  if spec.lower() in ("minilm",):
+    return short
+  return f"{short}-{hashlib.sha1(spec.encode()).hexdigest()[:6]}"
+
+
+def _shots_key(shots: Any) -> float:
+  return math.inf if shots == "all" else float(shots)
+
+
+def _json_safe(x: Any) -> Any:
+  """NaN/Inf -> None (strict JSON), numpy scalars -> Python."""
+  if isinstance(x, dict):
+    return {str(k): _json_safe(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_json_safe(v) for v in x]
+  if isinstance(x, np.generic):
+    x = x.item()
+  if isinstance(x, float) and not math.isfinite(x):
+    return None
+  return x
+
+
+def summarize(runs: Sequence[dict], split: str = "test") -> list[dict]:
+  """Mean and std over seeds per (model, mode, shots) on `split`, in a stable order."""
+  groups: dict[tuple, list[dict]] = {}
+  for r in runs:
+    if r["split"] == split:
+      groups.setdefault((r["model"], r["mode"], r["shots"]), []).append(r)
+  out = []
+  models = list(dict.fromkeys(r["model"] for r in runs))
+  for key in sorted(groups, key=lambda k: (models.index(k[0]),
+                                           MODE_ORDER.index(k[1]) if k[1] in MODE_ORDER else 99,
+                                           _shots_key(k[2]))):
+    rows = groups[key]
+    s = {"model": key[0], "mode": key[1], "shots": key[2], "n_seeds": len(rows)}
+    for m in METRICS:
+      s[m], s[m + "_std"] = mean_std([r.get(m) for r in rows])
+    out.append(s)
+  return out
+
+
+def _fmt(mean: float, std: float | None = None) -> str:
+  if mean is None or not math.isfinite(mean):
+    return "n/a"
+  return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def plot_fewshot_curves(summary: Sequence[dict], path: Path, metric: str = "macro_f1") -> bool:
+  """macro-F1 (mean ± std over seeds) against shots, one line per (model, mode). False if nothing to plot."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  if not summary:
+    return False
+  shots = sorted({s["shots"] for s in summary}, key=_shots_key)
+  pos = {sh: i for i, sh in enumerate(shots)}  # categorical axis: "all" has no numeric position
+  fig, ax = plt.subplots(figsize=(7.5, 4.8))
+  lines = list(dict.fromkeys((s["model"], s["mode"]) for s in summary))
+  for k, (model, mode) in enumerate(lines):
+    pts = sorted((s for s in summary if s["model"] == model and s["mode"] == mode),
+                 key=lambda s: _shots_key(s["shots"]))
+    xs = [pos[s["shots"]] + (k - (len(lines) - 1) / 2) * 0.03 for s in pts]  # dodge overlapping bars
+    style = "--" if mode == "tfidf" else ":" if mode == "probe_logreg" else "-"
+    ax.errorbar(xs, [s[metric] for s in pts], yerr=[s[metric + "_std"] for s in pts], marker="o",
+                linestyle=style, capsize=3, label=f"{model_slug(model)} / {mode}")
+  ax.set_xticks(range(len(shots)), [str(s) for s in shots])
+  ax.set_xlabel("training examples per class (N)")
+  ax.set_ylabel(f"test {metric.replace('_', '-')} (mean ± std over seeds)")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, loc="best")
+  fig.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return True
+
+
+def write_outputs(out_dir: Path, *, dataset: dict, runs: list[dict], geometry: list[dict], config: dict,
+                  maps: dict[tuple[str, str], str], extra: dict | None = None) -> dict[str, Path]:
+  """results.json / results.csv / report.md (+ fewshot_macro_f1.png). Returns the written paths."""
+  out_dir.mkdir(parents=True, exist_ok=True)
+  paths = {"json": out_dir / "results.json", "csv": out_dir / "results.csv", "md": out_dir / "report.md",
+           "curves": out_dir / "fewshot_macro_f1.png"}
+  doc = {"dataset": dataset, "runs": runs, "geometry": geometry, "config": config}
+  if extra:
+    doc.update(extra)
+  tmp = paths["json"].with_suffix(".json.tmp")
+  tmp.write_text(json.dumps(_json_safe(doc), indent=1))
+  tmp.replace(paths["json"])
+
+  with open(paths["csv"], "w", newline="") as f:
+    extra_keys = sorted({k for r in runs for k in r} - set(RUN_KEYS))
+    w = csv.DictWriter(f, fieldnames=list(RUN_KEYS) + extra_keys, extrasaction="ignore")
+    w.writeheader()
+    for r in runs:
+      w.writerow({k: ("" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v)
+                  for k, v in r.items() if not isinstance(v, (list, dict))})
+
+  summary = summarize(runs, "test")
+  has_curves = plot_fewshot_curves(summary, paths["curves"])
+  md = ["# jaxemb evaluation report", ""]
+  sizes = dataset.get("split_sizes", {})
+  md += [f"- corpus: `{dataset.get('path')}`; label `{dataset.get('fields', {}).get('label')}`, "
+         f"{len(dataset.get('classes', []))} classes",
+         f"- split sizes: {', '.join(f'{k} {v}' for k, v in sizes.items())} ({dataset.get('split_source')})",
+         f"- rows skipped by the reader: {dataset.get('skip_report', {}).get('skipped', 0)}; "
+         f"validation/test documents dropped for a label unseen in training: "
+         f"{dataset.get('n_dropped_unseen_labels', 0)}"]
+  if dataset.get("classes_absent_from_test"):
+    md.append(f"- classes absent from test (excluded from AUROC): {dataset['classes_absent_from_test']}")
+  md += ["", "## Classification (test split, mean ± std over seeds)", "",
+         "| model | mode | shots | seeds | macro-F1 | accuracy | weighted-F1 | macro-P | macro-R | AUROC |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
+  for s in summary:
+    md.append(f"| {model_slug(s['model'])} | {s['mode']} | {s['shots']} | {s['n_seeds']} | "
+              + " | ".join(_fmt(s[m], s[m + "_std"]) for m in METRICS) + " |")
+  if has_curves:
+    md += ["", f"![few-shot curves]({paths['curves'].name})"]
+  if geometry:
+    md += ["", "## Embedding geometry (test split, L2-normalised embeddings)", "",
+           "alignment: mean squared distance of same-category pairs (lower = tighter); uniformity: "
+           "log E exp(-2 d^2) over all pairs (lower = more uniform); silhouette (cosine), kNN (k=5, "
+           "leave-one-out, cosine), k-means NMI/ARI: higher = categories more separable.", "",
+           "| model | field | n | categories | alignment | uniformity | silhouette | kNN acc | k-means NMI | "
+           "k-means ARI |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for g in geometry:
+      md.append(f"| {model_slug(g['model'])} | {g['field']} | {g.get('n', '')} | {g.get('n_categories', '')} | "
+                + " | ".join(_fmt(g[k]) for k in GEOMETRY_KEYS[2:]) + " |")
+    for (model, field), rel in maps.items():
+      md += ["", f"![{model_slug(model)} by {field}]({rel})"]
+  md += ["", "Models:", ""] + [f"- `{model_slug(m)}` = `{m}`" for m in dict.fromkeys(r["model"] for r in runs)
+                                if m != "tfidf"]
+  paths["md"].write_text("\n".join(md) + "\n")
+  if not has_curves:
+    paths.pop("curves")
+  return paths

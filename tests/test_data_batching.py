@@ -1,0 +1,202 @@
+"""Batch builders: formats of docs/ARCHITECTURE.md, determinism, resume, host sharding, split exclusion."""
+
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from jaxemb.data.batching import (LENGTH_BUCKETS, DeclutrBatches, MetadataBatches, MLMBatches,  # noqa: E402
+                                  mlm_max_predictions)
+from jaxemb.data.corpus import Fields  # noqa: E402
+
+FIELDS = Fields(text="text", label="specialty", metadata="note_type", group="group", split="split", id="id")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+  from jaxemb.data.prepare import prepare
+  from jaxemb.data.synthetic import write_corpus
+  root = tmp_path_factory.mktemp("batching")
+  path = write_corpus(root / "notes.jsonl.gz", n_notes=160, seed=1)
+  return prepare(path, FIELDS, cache_dir=root / "cache")
+
+
+BUILDERS = {
+  "mlm_chunk": lambda p, **kw: MLMBatches(p, batch_size=8, max_length=64, packing="chunk", **kw),
+  "mlm_truncate": lambda p, **kw: MLMBatches(p, batch_size=8, max_length=128, packing="truncate", **kw),
+  "metadata_random": lambda p, **kw: MetadataBatches(p, batch_size=8, max_length=128, **kw),
+  "metadata_balanced": lambda p, **kw: MetadataBatches(p, batch_size=8, max_length=128, sampler="balanced", **kw),
+  "declutr": lambda p, **kw: DeclutrBatches(p, batch_size=4, anchors=2, positives=2, max_span=32, min_span=4, **kw),
+}
+MLM_KEYS = {"input_ids", "attention_mask", "mlm_positions", "mlm_labels", "mlm_weights"}
+
+
+def _assert_batches_equal(a: dict, b: dict) -> None:
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def _valid_length(L: int, max_length: int) -> bool:
+  return L == max_length or (L in LENGTH_BUCKETS and L < max_length)
+
+
+@pytest.mark.parametrize("name", ["mlm_chunk", "mlm_truncate", "metadata_random", "metadata_balanced"])
+def test_mlm_and_metadata_batch_format(prepared, name):
+  it = BUILDERS[name](prepared)
+  sp = prepared.special
+  for step in range(3):
+    b = it.batch(step)
+    assert set(b) == MLM_KEYS | ({"category"} if name.startswith("metadata") else set())
+    B, L = b["input_ids"].shape
+    M = mlm_max_predictions(L)
+    assert B == 8 and _valid_length(L, it.max_length)
+    assert b["mlm_positions"].shape == b["mlm_labels"].shape == b["mlm_weights"].shape == (B, M)
+    assert {k: v.dtype.name for k, v in b.items()} == {k: ("float32" if k == "mlm_weights" else "int32") for k in b}
+    att = b["attention_mask"].astype(bool)
+    assert (b["input_ids"][~att] == sp.pad).all() and att[:, 0].all()
+    # Reconstruct the unmasked rows: [CLS] first for one-document rows; specials/pads never predicted.
+    orig = b["input_ids"].copy()
+    rows, slots = np.nonzero(b["mlm_weights"])
+    orig[rows, b["mlm_positions"][rows, slots]] = b["mlm_labels"][rows, slots]
+    assert not np.isin(b["mlm_labels"][rows, slots], sp.special_ids).any()
+    if name != "mlm_chunk":
+      assert (orig[:, 0] == sp.cls).all()
+      lengths = att.sum(1)
+      assert (orig[np.arange(B), lengths - 1] == sp.sep).all()
+      docs = it.plan(step)
+      for r, d in enumerate(docs):
+        toks = prepared.tokens(d)[:L - 2]
+        np.testing.assert_array_equal(orig[r, 1:1 + len(toks)], toks)
+    if name.startswith("metadata"):
+      np.testing.assert_array_equal(b["category"], prepared.category_index[it.plan(step)])
+      assert it.categories == sorted(it.categories) == prepared.categories
+
+
+def test_chunk_packing_reassembles_the_concatenated_stream(prepared):
+  it = MLMBatches(prepared, batch_size=8, max_length=64, packing="chunk")
+  sp = prepared.special
+  blocks = it._blocks(np.arange(it.n_units))
+  stream = np.concatenate([np.concatenate([[sp.cls], prepared.tokens(d), [sp.sep]]) for d in it.doc_indices])
+  np.testing.assert_array_equal(np.concatenate(blocks), stream)
+  assert all(len(b) == 64 for b in blocks[:-1])
+
+
+def test_balanced_sampler_gives_every_category_two_rows(prepared):
+  it = BUILDERS["metadata_balanced"](prepared)
+  for step in range(20):
+    cats, counts = np.unique(it.batch(step)["category"], return_counts=True)
+    assert counts.min() >= 2, (step, dict(zip(cats, counts)))
+
+
+def test_declutr_batch_format_and_span_contents(prepared):
+  it = BUILDERS["declutr"](prepared)
+  sp = prepared.special
+  A, P, B = 2, 2, 4
+  b = it.batch(0)
+  N = B * A
+  assert set(b) == {"anchor_ids", "anchor_mask", "mlm_positions", "mlm_labels", "mlm_weights", "positive_ids",
+                    "positive_mask"}
+  La, Lp = b["anchor_ids"].shape[1], b["positive_ids"].shape[1]
+  assert b["anchor_ids"].shape == b["anchor_mask"].shape == (N, La) and _valid_length(La, 34)
+  assert b["positive_ids"].shape == b["positive_mask"].shape == (N * P, Lp) and _valid_length(Lp, 34)
+  assert b["mlm_positions"].shape == (N, mlm_max_predictions(La))
+  anchors = b["anchor_ids"].copy()
+  rows, slots = np.nonzero(b["mlm_weights"])
+  anchors[rows, b["mlm_positions"][rows, slots]] = b["mlm_labels"][rows, slots]
+  assert (b["mlm_weights"].sum(1) >= 1).all()
+  # Anchor i of document b is row b*A + i; positives of anchor j are rows j*P .. j*P+P-1.
+  for d_row, doc in enumerate(it.plan(0)):
+    toks = prepared.tokens(doc)
+    sample = it.spans(doc, epoch=0)
+    for i, (s, e) in enumerate(sample.anchors):
+      j = d_row * A + i
+      np.testing.assert_array_equal(anchors[j, :e - s + 2], np.concatenate([[sp.cls], toks[s:e], [sp.sep]]))
+      assert b["anchor_mask"][j].sum() == e - s + 2
+      for k, (ps, pe) in enumerate(sample.positives[i]):
+        row = b["positive_ids"][j * P + k]
+        np.testing.assert_array_equal(row[:pe - ps + 2], np.concatenate([[sp.cls], toks[ps:pe], [sp.sep]]))
+        assert (row[pe - ps + 2:] == sp.pad).all()
+
+
+def test_declutr_short_documents_skip_or_shrink_and_are_counted(prepared):
+  n = prepared.lengths[prepared.indices(exclude_splits=("test",))]
+  skip = DeclutrBatches(prepared, batch_size=4, anchors=2, max_span=64, min_span=8)
+  shrink = DeclutrBatches(prepared, batch_size=4, anchors=2, max_span=64, min_span=8, short_docs="shrink")
+  assert skip.n_short_skipped == int((n < 256).sum()) > 0
+  assert shrink.n_short_skipped == int((n // 4 < 8).sum())
+  assert shrink.n_shrunk == int(((n < 256) & (n // 4 >= 8)).sum()) > 0
+  for step in range(3):  # shrunk documents batch fine
+    assert shrink.batch(step)["anchor_ids"].shape[0] == 8
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_resume_from_state_gives_identical_batches(prepared, name):
+  it = BUILDERS[name](prepared)
+  # Cross an epoch boundary on the way.
+  for _ in range(it.steps_per_epoch - 1):
+    next(it)
+  state = json.loads(json.dumps(it.get_state()))
+  expected = [next(it) for _ in range(3)]
+  resumed = BUILDERS[name](prepared)
+  resumed.set_state(state)
+  assert state == {"step": it.steps_per_epoch - 1}
+  for e in expected:
+    _assert_batches_equal(next(resumed), e)
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_two_hosts_slices_union_to_the_one_host_batch(prepared, name):
+  one = BUILDERS[name](prepared)
+  hosts = [BUILDERS[name](prepared, process_index=i, process_count=2) for i in range(2)]
+  for step in (0, 5):
+    full = one.batch(step)
+    parts = [h.batch(step) for h in hosts]
+    for k in full:
+      np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), full[k], err_msg=k)
+      assert parts[0][k].shape[0] == full[k].shape[0] // 2
+
+
+def test_seeds_and_epochs(prepared):
+  a, b = MLMBatches(prepared, batch_size=8, seed=0), MLMBatches(prepared, batch_size=8, seed=0)
+  c = MLMBatches(prepared, batch_size=8, seed=1)
+  _assert_batches_equal(a.batch(3), b.batch(3))
+  assert not np.array_equal(a.batch(3)["input_ids"], c.batch(3)["input_ids"])
+  # One epoch visits each selected document at most once; the next epoch is a different order.
+  it = BUILDERS["mlm_truncate"](prepared)
+  epoch0 = np.concatenate([it.plan(s) for s in range(it.steps_per_epoch)])
+  assert len(set(epoch0.tolist())) == len(epoch0) == it.steps_per_epoch * 8
+  assert not np.array_equal(it.plan(0), it.plan(it.steps_per_epoch))
+
+
+def test_pretraining_excludes_the_test_split(prepared):
+  test_docs = set(prepared.indices(splits=("test",)).tolist())
+  assert test_docs
+  for name, build in BUILDERS.items():
+    it = build(prepared)
+    if name != "mlm_chunk":
+      seen = np.concatenate([it.plan(s) for s in range(it.steps_per_epoch)])
+      assert not test_docs & set(seen.tolist()), name
+    assert not test_docs & set(it.doc_indices.tolist()), name
+  everything = MLMBatches(prepared, batch_size=8, exclude_splits=())
+  assert test_docs <= set(everything.doc_indices.tolist())
+
+
+def test_length_windows_reduce_padding(prepared):
+  def pad_fraction(window):
+    it = MLMBatches(prepared, batch_size=8, max_length=512, packing="truncate", window_batches=window)
+    att = [it.batch(s)["attention_mask"] for s in range(it.steps_per_epoch)]
+    return 1 - sum(a.sum() for a in att) / sum(a.size for a in att)
+  assert pad_fraction(50) < pad_fraction(1) - 0.1
+
+
+def test_invalid_settings_raise(prepared):
+  with pytest.raises(ValueError, match="multiple of process_count"):
+    MLMBatches(prepared, batch_size=6, process_count=4)
+  with pytest.raises(ValueError, match="packing"):
+    MLMBatches(prepared, batch_size=8, packing="pack")
+  with pytest.raises(ValueError, match="available"):
+    MLMBatches(prepared, batch_size=10_000, packing="truncate")
