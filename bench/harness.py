@@ -51,11 +51,13 @@ class Worker:
   """One framework's process. `call(cmd, **kw)` -> the reply dict (raises WorkerError with the worker's
   traceback and stderr tail on failure). Every reply carries `rss_mb` (now) and `maxrss_mb` (high-water)."""
 
-  def __init__(self, framework: str, python: str, *, quiet: bool = True):
+  def __init__(self, framework: str, python: str, *, quiet: bool = True, torch_threads: int | None = None):
     self.framework = framework
     self._log = tempfile.NamedTemporaryFile(prefix=f"jaxemb-bench-{framework}-", suffix=".log", delete=False)
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONUNBUFFERED="1")
+    if torch_threads:
+      env["JAXEMB_BENCH_TORCH_THREADS"] = str(torch_threads)
     self.proc = subprocess.Popen([python, str(WORKER), framework], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=self._log if quiet else None, text=True, cwd=str(REPO), env=env)
 

@@ -36,9 +36,9 @@ DEFAULTS = {"mlm": (16, 128), "metadata": (16, 128), "declutr": (8, 64)}
 
 
 def run(objective: str, batch: int, seq_len: int, repeats: int, steps_per_repeat: int, torch_py: str,
-        jax_py: str, peak: bool = True, log=print) -> dict:
+        jax_py: str, peak: bool = True, torch_threads: int | None = None, log=print) -> dict:
   with tempfile.TemporaryDirectory(prefix="jaxemb-bench-") as tmp, \
-       harness.Worker("jax", jax_py) as jx, harness.Worker("torch", torch_py) as pt:
+       harness.Worker("jax", jax_py) as jx, harness.Worker("torch", torch_py, torch_threads=torch_threads) as pt:
     batch_file = str(Path(tmp) / "batch.npz")
     info = jx.call("make_batch", objective=objective, batch=batch, seq_len=seq_len, out=batch_file)
     log(f"batch from {info['corpus']}: {info['shapes']}, {info['tokens']} non-pad tokens, "
@@ -115,15 +115,19 @@ def main(argv=None) -> int:
   p.add_argument("--repeats", type=int, default=5, help="interleaved repetitions")
   p.add_argument("--steps-per-repeat", type=int, default=2)
   p.add_argument("--torch-python", default=None, help="python with torch (default: $JAXEMB_BENCH_TORCH_PYTHON)")
+  p.add_argument("--torch-threads", type=int, default=None,
+                 help="torch.set_num_threads for the reference (default: torch's own, = cores); on a loaded "
+                 "machine 1 can be faster")
   p.add_argument("--no-peak", action="store_true", help="skip the matmul peak measurement")
   p.add_argument("--json", action="store_true")
   args = p.parse_args(argv)
   b, length = DEFAULTS[args.objective]
   res = run(args.objective, args.batch or b, args.seq_len or length, args.repeats, args.steps_per_repeat,
             harness.torch_python(args.torch_python), sys.executable, peak=not args.no_peak,
+            torch_threads=args.torch_threads,
             log=lambda m: print(m, file=sys.stderr, flush=True))
   print(f"{args.objective}: batch {res['shapes']}, {res['tokens']} tokens, {res['machine']['nproc']} cores, "
-        f"{res['machine']['cpu']}")
+        f"{res['machine']['cpu']}, torch threads {res['versions']['torch_threads']}")
   print(report(res))
   if args.json:
     print(json.dumps(res))

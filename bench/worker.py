@@ -262,6 +262,9 @@ class TorchSide:
   def __init__(self):
     import torch
     self.torch = torch
+    threads = os.environ.get("JAXEMB_BENCH_TORCH_THREADS")
+    if threads:
+      torch.set_num_threads(int(threads))
     self.steps = {}   # objective -> step fn (one model + AdamW per objective, reused across batch shapes)
     self.batches = {}
 

@@ -88,6 +88,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.finetune.max_epochs = 2
     config.finetune.batch_size = 8
     config.geometry.max_points = 300
+    config.tfidf_c_grid = "1,10"
   elif arg not in (None, ""):
     raise ValueError(f"unknown config variant {arg!r} (expected '' or 'smoke')")
   return config

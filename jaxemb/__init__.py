@@ -1,5 +1,10 @@
 """jaxemb: adapt small pre-trained text encoders to healthcare text, in JAX/Flax, and measure what changed."""
 
+import os as _os
+
+# transformers is used for tokenizers and configs only; its "PyTorch was not found" notice is noise here.
+_os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
 __version__ = "0.1.0"
 
 

@@ -27,7 +27,7 @@ def model_slug(spec: str) -> str:
   base = Path(spec.split("@")[0].rstrip("/")).name or spec
   step = spec.rsplit("@", 1)[1] if "@" in spec else ""
   short = re.sub(r"[^A-Za-z0-9._-]+", "_", base + (f"@{step}" if step else ""))[:40]
-  if spec.lower() in ("minilm",):
+  if spec.lower() in ("minilm", "tfidf"):
     return short
   return f"{short}-{hashlib.sha1(spec.encode()).hexdigest()[:6]}"
 
@@ -123,8 +123,9 @@ def write_outputs(out_dir: Path, *, dataset: dict, runs: list[dict], geometry: l
     w = csv.DictWriter(f, fieldnames=list(RUN_KEYS) + extra_keys, extrasaction="ignore")
     w.writeheader()
     for r in runs:
-      w.writerow({k: ("" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v)
-                  for k, v in r.items() if not isinstance(v, (list, dict))})
+      w.writerow({k: ("" if v is None or (isinstance(v, float) and not math.isfinite(v))
+                      else ";".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
+                  for k, v in r.items() if not isinstance(v, dict)})
 
   summary = summarize(runs, "test")
   has_curves = plot_fewshot_curves(summary, paths["curves"])

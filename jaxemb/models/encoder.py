@@ -101,7 +101,8 @@ class Embeddings(nn.Module):
     return dropout(x_BxLxD, c.hidden_dropout, rng)
 
 
-class AttentionOutput(nn.Module):
+class Output(nn.Module):
+  """dense -> dropout -> LayerNorm(x + residual): HF's BertSelfOutput and BertOutput (both named `output`)."""
   config: EncoderConfig
   dtype: Any
 
@@ -135,7 +136,7 @@ class SelfAttention(nn.Module):
     ctx_BxHxLxd = jnp.einsum("bhqk,bhkd->bhqd", probs.astype(self.dtype), v_BxHxLxd.astype(self.dtype),
                              preferred_element_type=jnp.float32)
     ctx_BxLxD = ctx_BxHxLxd.transpose(0, 2, 1, 3).reshape(b, l, c.hidden_size)
-    return AttentionOutput(c, self.dtype, name="output")(ctx_BxLxD, x_BxLxD, rng_out)
+    return Output(c, self.dtype, name="output")(ctx_BxLxD, x_BxLxD, rng_out)
 
 
 class Layer(nn.Module):
@@ -148,7 +149,7 @@ class Layer(nn.Module):
     rng_a, rng_o = jax.random.split(rng) if rng is not None else (None, None)
     x_BxLxD = SelfAttention(c, self.dtype, name="attention")(x_BxLxD, bias, rng_a)
     inter_BxLxF = _Intermediate(c, self.dtype, name="intermediate")(x_BxLxD)
-    return _Output(c, self.dtype, name="output")(inter_BxLxF, x_BxLxD, rng_o)
+    return Output(c, self.dtype, name="output")(inter_BxLxF, x_BxLxD, rng_o)
 
 
 class _Intermediate(nn.Module):
@@ -159,18 +160,6 @@ class _Intermediate(nn.Module):
   def __call__(self, x):
     c = self.config
     return _gelu(Linear(c.intermediate_size, self.dtype, c.initializer_range, name="dense")(x), c.gelu_approximate)
-
-
-class _Output(nn.Module):
-  config: EncoderConfig
-  dtype: Any
-
-  @nn.compact
-  def __call__(self, x, residual, rng):
-    c = self.config
-    x = Linear(c.hidden_size, self.dtype, c.initializer_range, name="dense")(x)
-    x = dropout(x, c.hidden_dropout, rng)
-    return LayerNorm(c.layer_norm_eps)(x + residual)
 
 
 class BertEncoder(nn.Module):

@@ -1,0 +1,115 @@
+"""Write a corpus's embeddings to disk:
+
+  python -m jaxemb.eval.embed --model M --data FILE --text-field F --out PREFIX
+      [--id-field id] [--max-length 256] [--batch-size 32] [--normalize] [--cache-dir DIR]
+
+M: "minilm", an HF folder, or a jaxemb training workdir (DIR = latest step, DIR@STEP). FILE: .jsonl(.gz) /
+.csv / .parquet. Writes PREFIX.npy (float32 [N, D], masked mean of the last hidden layer, row i = the
+i-th kept document in file order), PREFIX.ids.json (the N document ids, same order) and PREFIX.json (model,
+corpus, settings, and the reader's skip report: rows without text are skipped and counted, never silently).
+No pickle. With --cache-dir the embeddings also go through the evaluator's cache (same keys as eval.py).
+Expected errors print one line `embed: error: ...` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+class _UsageError(Exception):
+  pass
+
+
+def write_embeddings(model: str, data: str, text_field: str, out_prefix: str, *, id_field: str | None = "id",
+                     max_length: int = 256, batch_size: int = 32, normalize: bool = False,
+                     cache_dir: str | None = None) -> dict:
+  """Embeds every document of `data` with `model`; returns the metadata written to PREFIX.json."""
+  from jaxemb.data.corpus import Fields, load_documents, peek_fields
+
+  path = Path(data).expanduser()
+  if not path.exists():
+    raise _UsageError(f"--data {path} does not exist")
+  present = peek_fields(path)
+  if text_field not in present:
+    raise _UsageError(f"--text-field {text_field!r} is not a field of {path} (fields seen: "
+                      f"{', '.join(sorted(present))})")
+  if id_field and id_field not in present:
+    id_field = None  # ids then default to "file:line", which the reader guarantees unique
+  docs, skips = load_documents(path, Fields(text=text_field, id=id_field))
+  if not docs:
+    raise _UsageError(f"{path}: no documents with a non-empty {text_field!r} ({skips.summary().splitlines()[0]})")
+  texts = [d.text for d in docs]
+
+  def compute() -> np.ndarray:
+    from jaxemb import Encoder
+    try:
+      enc = Encoder.from_pretrained(model)
+    except (ValueError, FileNotFoundError, OSError) as e:
+      raise _UsageError(f"--model {model!r}: {e}".replace("\n", " ")) from None
+    try:
+      return enc.embed(texts, batch_size=batch_size, max_length=max_length)
+    except ValueError as e:  # e.g. max_length beyond the model's position table
+      raise _UsageError(f"--model {model!r}: {e}") from None
+
+  if cache_dir:
+    from jaxemb.eval.cache import cached_embeddings
+    try:
+      z_NxD, _ = cached_embeddings(model, texts, max_length=max_length, cache_dir=Path(cache_dir),
+                                   embed_fn=compute, log=lambda m: print(m, file=sys.stderr))
+    except FileNotFoundError as e:
+      raise _UsageError(str(e)) from None
+  else:
+    z_NxD = compute()
+  if normalize:
+    z_NxD = z_NxD / np.maximum(np.linalg.norm(z_NxD, axis=1, keepdims=True), 1e-12)
+
+  prefix = Path(out_prefix).expanduser()
+  prefix.parent.mkdir(parents=True, exist_ok=True)
+  meta = {"model": model, "data": str(path), "text_field": text_field, "id_field": id_field,
+          "n": int(z_NxD.shape[0]), "dim": int(z_NxD.shape[1]), "max_length": max_length,
+          "normalized": normalize, "pooling": "mean_last_hidden", "skip_report": skips.to_dict()}
+  # Write-then-rename so a crash never leaves a truncated .npy next to a complete ids file.
+  with tempfile.NamedTemporaryFile(dir=prefix.parent, suffix=".npy", delete=False) as f:
+    np.save(f, z_NxD.astype(np.float32), allow_pickle=False)
+  os.replace(f.name, f"{prefix}.npy")
+  Path(f"{prefix}.ids.json").write_text(json.dumps([d.id for d in docs]))
+  Path(f"{prefix}.json").write_text(json.dumps(meta, indent=1))
+  return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m jaxemb.eval.embed", description=__doc__.split("\n\n")[0])
+  parser.add_argument("--model", required=True)
+  parser.add_argument("--data", required=True)
+  parser.add_argument("--text-field", default="text")
+  parser.add_argument("--id-field", default="id")
+  parser.add_argument("--out", required=True, help="output prefix: PREFIX.npy, PREFIX.ids.json, PREFIX.json")
+  parser.add_argument("--max-length", type=int, default=256)
+  parser.add_argument("--batch-size", type=int, default=32)
+  parser.add_argument("--normalize", action="store_true", help="L2-normalise the rows")
+  parser.add_argument("--cache-dir", default=None)
+  args = parser.parse_args(argv)
+  os.environ.setdefault("HF_HUB_OFFLINE", "1")
+  os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+  try:
+    meta = write_embeddings(args.model, args.data, args.text_field, args.out, id_field=args.id_field,
+                            max_length=args.max_length, batch_size=args.batch_size, normalize=args.normalize,
+                            cache_dir=args.cache_dir)
+  except _UsageError as e:
+    print(f"embed: error: {e}", file=sys.stderr)
+    return 2
+  skipped = meta["skip_report"]["skipped"]
+  print(f"wrote {meta['n']} x {meta['dim']} embeddings to {args.out}.npy (+ .ids.json, .json); "
+        f"{skipped} rows skipped" + (f" (see {args.out}.json)" if skipped else ""))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
