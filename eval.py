@@ -16,6 +16,7 @@ classes) print one line `eval.py: error: ...` and exit with status 2.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -215,8 +216,9 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
       grid = [(shots, seed) for shots in s["shots"] for seed in s["seeds"]]
       for head in s["heads"]:
         t0 = time.time()
+        hs = dataclasses.replace(ps, lr=cfg.probe.logreg_lr) if head == "logreg" else ps
         res = train_probe(z_NxD, data.y_N, [sample(*g) for g in grid], [g[1] for g in grid], va, eval_idx,
-                          head_kind=head, num_classes=n_classes, settings=ps,
+                          head_kind=head, num_classes=n_classes, settings=hs,
                           group_per_run=[g[0] for g in grid])
         dt = time.time() - t0
         timings[f"{spec}/{head}"] = dt

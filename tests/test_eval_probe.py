@@ -7,7 +7,7 @@ from jaxemb.eval.fewshot import sample_few_shot
 from jaxemb.eval.metrics import macro_f1
 from jaxemb.eval.probe import ProbeSettings, macro_f1_jnp, train_probe
 
-SETTINGS = ProbeSettings(max_steps=150, eval_every=10, patience=4, batch_size=64)
+SETTINGS = ProbeSettings(lr=3e-3, max_steps=150, eval_every=10, patience=4, batch_size=64)
 
 
 def _separable(n=240, d=16, c=4, seed=0):
@@ -32,9 +32,19 @@ def test_probe_reaches_perfect_macro_f1_on_separable_embeddings(head):
   np.testing.assert_allclose(res.probs_RxExC.sum(-1), 1.0, atol=1e-5)
   for r in range(len(grid)):
     assert macro_f1(y[te], res.probs_RxExC[r, len(va):].argmax(-1), 4) >= 0.99
-  # early stopping: the validation F1 saturates at once, so no run trains to max_steps
-  assert (res.steps_run_R < SETTINGS.max_steps).all()
   assert (res.best_val_f1_R >= 0.99).all()
+  assert (res.best_step_R <= res.steps_run_R).all()
+
+
+def test_early_stopping_on_unlearnable_labels():
+  # random labels: validation F1/loss stop improving quickly, patience (4 evaluations) ends every run early
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(200, 16)).astype(np.float32)
+  y = rng.integers(0, 3, 200)
+  res = train_probe(x, y, [np.arange(120)] * 2, [0, 1], np.arange(120, 160), np.arange(160, 200),
+                    head_kind="probe", num_classes=3, settings=SETTINGS)
+  assert (res.steps_run_R < SETTINGS.max_steps).all()
+  assert (res.steps_run_R - res.best_step_R == SETTINGS.patience * SETTINGS.eval_every).all()
 
 
 def test_seeds_are_independent_runs_and_reproducible():

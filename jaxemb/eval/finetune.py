@@ -4,11 +4,13 @@
   subtrees are not differentiated at all (they are passed to the loss as constants), so no backward pass
   runs through the frozen bottom of the network. The (new, randomly initialised) head has its own
   learning rate.
-- AdamW (decoupled weight decay, not on biases / LayerNorm) with linear warmup and linear decay; mini-batches of a fixed row count padded to length buckets
-  (`batching.bucket_length`), so the step compiles once per bucket; a short last batch is padded with
-  zero-weight rows instead of compiling a new shape.
-- Early stopping on validation macro-F1, evaluated every `eval_every` steps (0 = once per epoch), with a
-  patience counted in evaluations; the best parameters are the ones evaluated on test.
+- AdamW (decoupled weight decay, not on biases / LayerNorm) with linear warmup and linear decay;
+  mini-batches of a fixed row count padded to length buckets (`batching.bucket_length`), so the step
+  compiles once per bucket; a short last batch is padded with zero-weight rows instead of compiling a new
+  shape.
+- Early stopping on validation macro-F1 (ties broken by validation loss), evaluated every `eval_every`
+  steps (0 = once per epoch), with a patience counted in evaluations; the best parameters are the ones
+  evaluated on test.
 - NEFTune (optional, `neftune_alpha` > 0): Uniform(-1, 1) * alpha / sqrt(L * d) noise on the input token
   embeddings during training steps only, never at evaluation.
 """
@@ -55,6 +57,7 @@ class FinetuneResult:
   best_val_f1: float
   best_step: int
   steps_run: int
+  params: dict[str, Any]  # the kept (best) trainable parameters: {"encoder": unfrozen subtrees, "head": ...}
 
 
 def frozen_subtrees(config: EncoderConfig, freeze_layers: int) -> tuple[str, ...]:
@@ -169,7 +172,7 @@ def finetune(encoder_params: dict[str, Any], config: EncoderConfig, token_ids: S
   key = jax.random.PRNGKey(seed)
   y_N = np.asarray(y_N, np.int32)
 
-  best, best_f1, best_step, bad, step = trainable, -1.0, 0, 0, 0
+  best, best_f1, best_loss, best_step, bad, step = trainable, -1.0, np.inf, 0, 0, 0
   stop = False
   for _ in range(settings.max_epochs):
     order = rng.permutation(train_idx)
@@ -186,12 +189,14 @@ def finetune(encoder_params: dict[str, Any], config: EncoderConfig, token_ids: S
       if step % eval_every == 0 or step == total_steps:
         probs = _predict(eval_logits, trainable, frozen, token_ids, np.asarray(val_idx), settings, pad_id)
         f1 = macro_f1(y_N[val_idx], probs.argmax(-1), num_classes)
+        val_loss = float(-np.log(np.maximum(probs[np.arange(len(val_idx)), y_N[val_idx]], 1e-12)).mean())
         if log is not None:
           log(f"    step {step}/{total_steps} loss {float(loss):.4f} val macro-F1 {f1:.4f}")
         if not np.isfinite(float(loss)):
           raise FloatingPointError(f"fine-tuning loss is {float(loss)} at step {step}")
-        if f1 > best_f1:
-          best, best_f1, best_step, bad = trainable, f1, step, 0
+        # macro-F1 first, validation loss breaks ties (as in the probe)
+        if f1 > best_f1 or (f1 == best_f1 and val_loss < best_loss):
+          best, best_f1, best_loss, best_step, bad = trainable, f1, val_loss, step, 0
         else:
           bad += 1
           stop = bad >= settings.patience
@@ -200,4 +205,4 @@ def finetune(encoder_params: dict[str, Any], config: EncoderConfig, token_ids: S
     if stop:
       break
   probs = _predict(eval_logits, best, frozen, token_ids, np.asarray(eval_idx), settings, pad_id)
-  return FinetuneResult(probs, float(best_f1), int(best_step), int(step))
+  return FinetuneResult(probs, float(best_f1), int(best_step), int(step), best)

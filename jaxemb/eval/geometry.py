@@ -121,7 +121,7 @@ def project_2d(z_NxD: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
 
 
 def plot_map(xy_Nx2: np.ndarray, labels_N: Sequence[Any], title: str, path: Path, method: str) -> None:
-  """Scatter coloured by category; legend lists at most 20 categories (the rest share grey)."""
+  """Scatter coloured by category; the legend lists at most 20 categories (the rest share grey)."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -129,12 +129,13 @@ def plot_map(xy_Nx2: np.ndarray, labels_N: Sequence[Any], title: str, path: Path
   labels_N = np.asarray([str(v) for v in labels_N])
   cats, counts = np.unique(labels_N, return_counts=True)
   cats = cats[np.argsort(-counts, kind="stable")]
-  cmap = plt.get_cmap("tab20")
+  # tab20 pairs a dark and a light shade of each hue; with <= 10 categories tab10 keeps them distinct
+  cmap = plt.get_cmap("tab10" if len(cats) <= 10 else "tab20")
   fig, ax = plt.subplots(figsize=(7, 6))
   for i, c in enumerate(cats):
     m = labels_N == c
-    color = cmap(i % 20) if i < 20 else (0.7, 0.7, 0.7, 1.0)
-    ax.scatter(xy_Nx2[m, 0], xy_Nx2[m, 1], s=8, color=color, label=c if i < 20 else None, alpha=0.8)
+    color = cmap(i) if i < cmap.N else (0.7, 0.7, 0.7, 1.0)
+    ax.scatter(xy_Nx2[m, 0], xy_Nx2[m, 1], s=8, color=color, label=c if i < cmap.N else None, alpha=0.8)
   ax.set_title(f"{title} ({method})")
   ax.set_xticks([])
   ax.set_yticks([])

@@ -1,11 +1,11 @@
 """The frozen-encoder probe: heads trained on cached embeddings, every (shots, seed) run in ONE jitted call.
 
-All runs of a grid (e.g. 5 shot sizes x 5 seeds) are stacked on a leading axis and `jax.vmap`-ed through
-one program that does initial-parameter loading, AdamW, early stopping on validation macro-F1 and the final
-predictions, with no host round trip per step. On CPU, vmap buys no FLOPs (cost is linear in the number of
-runs) but XLA compilation costs seconds per program here, so one program per head instead of one per
-(shots, seed) is what makes the grid cheap. Runs advance in lockstep; a run whose patience is exhausted
-keeps its best parameters while the loop goes on for the others.
+The runs of one shot size (all seeds) are stacked on a leading axis and `jax.vmap`-ed through one program
+that does AdamW, early stopping on validation macro-F1 (ties broken by validation loss) and the final
+predictions, with no host round trip per step; every shot size is padded to the same shapes, so a whole
+shots x seeds grid compiles ONE program per head. On CPU, vmap buys no FLOPs (cost is linear in the number
+of runs) but XLA compilation costs seconds per program here. Runs of a group advance in lockstep; a run
+whose patience is exhausted keeps its best parameters while the loop goes on for the others.
 
 Rows per step: a run with at most `batch_size` training examples trains full-batch (padded rows weigh 0);
 a larger one draws `batch_size` rows with replacement each step, so "all" on a big pool costs the same per
@@ -124,22 +124,28 @@ def _fit_runs(x_NxD, y_N, idx_RxT, n_R, val_idx_V, eval_idx_E, seeds_R, params0_
       return (optax.apply_updates(params, updates), opt_state), None
 
     def chunk(state):
-      params, opt_state, step, best, best_f1, best_step, bad = state
+      params, opt_state, step, best, best_f1, best_loss, best_step, bad = state
       steps = step + jnp.arange(settings.eval_every, dtype=jnp.int32)
       (params, opt_state), _ = jax.lax.scan(train_step, (params, opt_state), steps)
       step = step + settings.eval_every
-      f1 = macro_f1_jnp(yval_V, apply_head(head_kind, params, xval_VxD).argmax(-1), num_classes)
-      improved = f1 > best_f1  # strict: on a tie keep the earlier (less fitted) parameters
+      logits_VxC = apply_head(head_kind, params, xval_VxD)
+      f1 = macro_f1_jnp(yval_V, logits_VxC.argmax(-1), num_classes)
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits_VxC, yval_V).mean()
+      # macro-F1 first; validation loss breaks ties: a small validation set saturates F1 long before the
+      # head's margins are good, and "first step with the best F1" would then keep a barely trained head
+      improved = (f1 > best_f1) | ((f1 == best_f1) & (loss < best_loss))
       best = jax.tree.map(lambda new, old: jnp.where(improved, new, old), params, best)
       return (params, opt_state, step, best, jnp.where(improved, f1, best_f1),
-              jnp.where(improved, step, best_step), jnp.where(improved, 0, bad + 1))
+              jnp.where(improved, loss, best_loss), jnp.where(improved, step, best_step),
+              jnp.where(improved, 0, bad + 1))
 
     def keep_going(state):
-      step, bad = state[2], state[6]
+      step, bad = state[2], state[7]
       return (step < settings.max_steps) & (bad < settings.patience)
 
-    state = (params, opt.init(params), jnp.int32(0), params, jnp.float32(-1.0), jnp.int32(0), jnp.int32(0))
-    _, _, steps_run, best, best_f1, best_step, _ = jax.lax.while_loop(keep_going, chunk, state)
+    state = (params, opt.init(params), jnp.int32(0), params, jnp.float32(-1.0), jnp.float32(jnp.inf),
+             jnp.int32(0), jnp.int32(0))
+    _, _, steps_run, best, best_f1, _, best_step, _ = jax.lax.while_loop(keep_going, chunk, state)
     probs_ExC = jax.nn.softmax(apply_head(head_kind, best, norm(x_NxD[eval_idx_E])), -1)
     return probs_ExC, best_f1, best_step, steps_run
 
