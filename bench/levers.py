@@ -9,6 +9,8 @@ is traced; the package is unchanged):
 - full_vocab: LM head transform + vocabulary projection + CE on every position (B*L rows, as HF does), not
   on the M gathered prediction slots.
 - bernoulli_dropout: `jax.random.bernoulli` per element instead of two 16-bit decisions per random word.
+- no_attention_dropout: no dropout on the B x H x L x L attention probabilities (a diagnostic, not equivalent
+  training: it bounds what a cheaper attention dropout could save).
 All variants run in one jax worker on the same real MTSamples batch, taking turns (order alternating).
 Reported: median s/step, the delta against default, compile time. With --json the last line is one JSON object.
 """

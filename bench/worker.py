@@ -204,11 +204,12 @@ class _variant:
 
   default: the package as it is. full_vocab: the LM head and CE on every position (B*L rows, HF-style) instead
   of the M gathered prediction slots. bernoulli_dropout: `jax.random.bernoulli` per element instead of two
-  16-bit decisions per random word.
+  16-bit decisions per random word. no_attention_dropout: dropout on the B x H x L x L attention probabilities
+  switched off (a diagnostic, NOT equivalent training: it bounds what a cheaper attention dropout could gain).
   """
 
   def __init__(self, name: str, objective: str):
-    if name not in ("default", "full_vocab", "bernoulli_dropout"):
+    if name not in ("default", "full_vocab", "bernoulli_dropout", "no_attention_dropout"):
       raise ValueError(f"unknown variant {name!r}")
     self.name, self.objective, self.undo = name, objective, []
 
@@ -244,6 +245,10 @@ class _variant:
         keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
         return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
       self._swap(enc_mod, "dropout", bernoulli_dropout)
+    elif self.name == "no_attention_dropout":
+      packaged = enc_mod.dropout
+      # Only the attention probabilities are 4-D (B x H x L x L); hidden-state dropout stays.
+      self._swap(enc_mod, "dropout", lambda x, rate, rng: x if x.ndim == 4 else packaged(x, rate, rng))
     return self
 
   def _swap(self, mod, name, value):

@@ -70,7 +70,7 @@ def train_runs(c: Corpus, data_path: str, out: Path, smoke: bool, model_init: st
   def run(name, cfg, steps, *extra, init=model_init):
     argv = ["train.py", "--config", f"configs/{cfg}", "--workdir", str(out / name),
             f"--config.model.init={init}", f"--config.total_steps={steps}",
-            f"--config.checkpoint.every={max(steps // 2, 1)}", *data, *extra, *small]
+            f"--config.checkpoint.every={steps if smoke else max(steps // 2, 1)}", *data, *extra, *small]
     return name, argv
 
   # The original ran 100k MLM steps at lr 2e-5; in a budget of a few hundred steps the freshly initialised MLM
