@@ -34,6 +34,16 @@ def bucket_length(n_tokens: int, max_length: int) -> int:
   return max_length
 
 
+def inference_bucket_length(n_tokens: int, max_length: int, step: int = 32) -> int:
+  """Padded length for forward-only passes (embedding): a multiple of `step`, capped at max_length.
+
+  A forward pass compiles in about a second, so a finer grid than LENGTH_BUCKETS pays for itself: with the
+  coarse grid a batch whose longest text has 130 tokens is padded to 256 (measured: embedding 1.8x slower
+  than sentence-transformers' pad-to-longest).
+  """
+  return min(max_length, max(step, -(-n_tokens // step) * step))
+
+
 def mlm_max_predictions(length: int, mask_prob: float = 0.15) -> int:
   """Static number M of MLM prediction slots for a row of `length` tokens (ceil of the rate, plus one)."""
   return int(math.ceil(length * mask_prob)) + 1

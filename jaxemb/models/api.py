@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxemb.data.batching import bucket_length
+from jaxemb.data.batching import inference_bucket_length
 from jaxemb.models import convert
 from jaxemb.models.config import EncoderConfig
 from jaxemb.models.encoder import init_mlm_head, jitted_embed_fn
@@ -157,8 +157,8 @@ class Encoder:
             dtype: str = "float32") -> np.ndarray:
     """Embeddings float32 [N, D] in input order: masked mean of the last hidden layer over non-pad tokens.
 
-    Texts are sorted by length and padded to a few fixed bucket lengths, so padding is not wasted and the
-    forward pass compiles once per bucket. With several devices each batch is sharded over them.
+    Texts are sorted by length and each batch is padded to the next multiple of 32 tokens, so little
+    padding is computed and the forward pass compiles at most max_length / 32 times. With several devices each batch is sharded over them.
     """
     ids = self.tokenize(texts, max_length)
     n = len(ids)
@@ -178,7 +178,7 @@ class Encoder:
     pending = []
     for start in range(0, n, batch_size):
       rows = order[start:start + batch_size]
-      length = bucket_length(max(len(ids[i]) for i in rows), max_length)
+      length = inference_bucket_length(max(len(ids[i]) for i in rows), max_length)
       ids_BxL = np.full((batch_size, length), pad, np.int32)
       mask_BxL = np.zeros((batch_size, length), np.int32)
       for r, i in enumerate(rows):

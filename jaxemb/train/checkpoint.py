@@ -21,7 +21,7 @@ import orbax.checkpoint as ocp
 def manager(workdir: str | Path, *, every: int = 1, keep: int | None = 3, read_only: bool = False,
             async_save: bool = True) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=keep, save_interval_steps=1, create=not read_only, read_only=read_only,
+      max_to_keep=None if read_only else keep, save_interval_steps=1, create=not read_only, read_only=read_only,
       enable_async_checkpointing=async_save)
   del every  # the loop decides when to save (it must check the loss first)
   return ocp.CheckpointManager(Path(workdir).absolute() / "checkpoints", options=options,
@@ -60,7 +60,9 @@ def load_encoder_params(workdir: str | Path, step: int | None, like: dict[str, A
   target = {k: like[k] for k in ("encoder", "mlm_head")}
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), target)
   # Partial restore: the checkpoint may also hold a note head that an encoder has no use for.
+  # Restored as host numpy arrays: the evaluator may run on another topology than training did.
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), abstract)
   restored = mngr.restore(step, args=ocp.args.Composite(
-      params=ocp.args.PyTreeRestore(item=abstract, partial_restore=True)))["params"]
+      params=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=True)))["params"]
   mngr.close()
   return jax.tree.map(np.asarray, dict(restored)), int(step)
