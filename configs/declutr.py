@@ -26,7 +26,7 @@ def get_config(arg: str = ""):
   c.declutr.min_span = 8
   c.declutr.short_docs = "shrink"
   c.data.max_length = c.declutr.max_span + 2
-  c.total_steps = 200
+  c.total_steps = 100           # the quick-start default: minutes on a CPU
   if arg == "smoke":
     smoke(c)
     c.batch_size = 4

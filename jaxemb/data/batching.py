@@ -25,12 +25,17 @@ LENGTH_BUCKETS = (16, 32, 64, 128, 256, 384, 512)
 
 
 def bucket_length(n_tokens: int, max_length: int) -> int:
-  """Smallest bucket >= n_tokens, capped at max_length (max_length itself is always a valid bucket)."""
+  """Smallest bucket >= n_tokens, capped at max_length (max_length itself is always a valid bucket).
+
+  A bucket within max(8, max_length / 8) tokens of max_length is merged into max_length: DeCLUTR spans of
+  max_span 128 are 130 tokens with their special tokens, and separate 128 and 130 shapes would only double the
+  compilations for 2 tokens of padding.
+  """
   if n_tokens >= max_length:
     return max_length
   for b in LENGTH_BUCKETS:
     if b >= n_tokens:
-      return min(b, max_length)
+      return max_length if b > max_length - max(8, max_length // 8) else b
   return max_length
 
 

@@ -18,12 +18,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 
-def manager(workdir: str | Path, *, every: int = 1, keep: int | None = 3, read_only: bool = False,
+def manager(workdir: str | Path, *, keep: int | None = 3, read_only: bool = False,
             async_save: bool = True) -> ocp.CheckpointManager:
+  """Saves happen when the loop says so (after it has checked the step's loss), not on an interval."""
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=None if read_only else keep, save_interval_steps=1, create=not read_only, read_only=read_only,
+      max_to_keep=None if read_only else keep, save_interval_steps=0 if read_only else 1,
+      create=not read_only, read_only=read_only,
       enable_async_checkpointing=async_save)
-  del every  # the loop decides when to save (it must check the loss first)
   return ocp.CheckpointManager(Path(workdir).absolute() / "checkpoints", options=options,
                                item_names=("params", "train", "data", "meta"))
 

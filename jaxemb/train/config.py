@@ -16,7 +16,9 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   c.total_steps = 1000
   c.batch_size = 16           # GLOBAL batch (documents / blocks), sharded over the "data" mesh axis
   c.log_every = 10
-  c.max_nonfinite = 0         # a non-finite loss stops the run (the last good checkpoint stays)
+  # Persistent XLA compilation cache: a resumed run, or a second run with the same shapes (e.g. staged
+  # DeCLUTR), skips compilation. "auto" = $JAXEMB_CACHE_DIR/xla (default ~/.cache/jaxemb/xla); "" = off.
+  c.compilation_cache = "auto"
 
   c.model = ml_collections.ConfigDict()
   c.model.init = "minilm"     # HF folder, "minilm", or a previous jaxemb workdir (staging, e.g. MLM -> DeCLUTR)

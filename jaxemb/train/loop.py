@@ -54,6 +54,16 @@ def maybe_initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
   jax.distributed.initialize(**kwargs)
 
 
+def enable_compilation_cache(setting: str) -> None:
+  if not setting:
+    return
+  if setting == "auto":
+    from jaxemb.data import default_cache_dir
+    setting = str(default_cache_dir() / "xla")
+  jax.config.update("jax_compilation_cache_dir", setting)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 # ============================================================================================ input
 def open_corpus(cfg: ml_collections.ConfigDict, tokenizer):
   """Prepared (tokenised, cached) corpus and the batch iterator for the objective."""
@@ -205,6 +215,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]
   workdir.mkdir(parents=True, exist_ok=True)
   is_host0 = jax.process_index() == 0
   _check_workdir(cfg, workdir, is_host0)
+  enable_compilation_cache(cfg.compilation_cache)
 
   # -- mesh: one "data" axis over every device of every host.
   mesh = Mesh(np.array(jax.devices()), ("data",))
