@@ -49,6 +49,17 @@ def inference_bucket_length(n_tokens: int, max_length: int, step: int = 32) -> i
   return min(max_length, max(step, -(-n_tokens // step) * step))
 
 
+def pad_sequences(seqs: Sequence[Sequence[int]], n_rows: int, length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+  """Token id lists (special tokens included) -> ids_BxL padded with pad_id and attention_mask_BxL, with
+  n_rows >= len(seqs) rows (extra rows are all padding, mask 0)."""
+  ids_BxL = np.full((n_rows, length), pad_id, np.int32)
+  mask_BxL = np.zeros((n_rows, length), np.int32)
+  for r, seq in enumerate(seqs):
+    ids_BxL[r, :len(seq)] = seq
+    mask_BxL[r, :len(seq)] = 1
+  return ids_BxL, mask_BxL
+
+
 def mlm_max_predictions(length: int, mask_prob: float = 0.15) -> int:
   """Static number M of MLM prediction slots for a row of `length` tokens (ceil of the rate, plus one)."""
   return int(math.ceil(length * mask_prob)) + 1

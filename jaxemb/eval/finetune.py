@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxemb.data.batching import bucket_length
+from jaxemb.data.batching import bucket_length, pad_sequences
 from jaxemb.eval.heads import apply_head, init_head
 from jaxemb.eval.metrics import macro_f1
 from jaxemb.models.config import EncoderConfig
@@ -72,12 +72,7 @@ def frozen_subtrees(config: EncoderConfig, freeze_layers: int) -> tuple[str, ...
 def _pad_batch(token_ids: Sequence[Sequence[int]], rows: np.ndarray, n_rows: int, max_length: int,
                pad_id: int) -> tuple[np.ndarray, np.ndarray]:
   length = bucket_length(max(len(token_ids[i]) for i in rows), max_length)
-  ids_BxL = np.full((n_rows, length), pad_id, np.int32)
-  mask_BxL = np.zeros((n_rows, length), np.int32)
-  for r, i in enumerate(rows):
-    ids_BxL[r, :len(token_ids[i])] = token_ids[i]
-    mask_BxL[r, :len(token_ids[i])] = 1
-  return ids_BxL, mask_BxL
+  return pad_sequences([token_ids[i] for i in rows], n_rows, length, pad_id)
 
 
 def lr_factor(step: int, total_steps: int, warmup_frac: float) -> float:

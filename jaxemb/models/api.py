@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxemb.data.batching import inference_bucket_length
+from jaxemb.data.batching import inference_bucket_length, pad_sequences
 from jaxemb.models import convert
 from jaxemb.models.config import EncoderConfig
 from jaxemb.models.encoder import init_mlm_head, jitted_embed_fn
@@ -179,11 +179,7 @@ class Encoder:
     for start in range(0, n, batch_size):
       rows = order[start:start + batch_size]
       length = inference_bucket_length(max(len(ids[i]) for i in rows), max_length)
-      ids_BxL = np.full((batch_size, length), pad, np.int32)
-      mask_BxL = np.zeros((batch_size, length), np.int32)
-      for r, i in enumerate(rows):
-        ids_BxL[r, :len(ids[i])] = ids[i]
-        mask_BxL[r, :len(ids[i])] = 1
+      ids_BxL, mask_BxL = pad_sequences([ids[i] for i in rows], batch_size, length, pad)
       # Dispatch the next batch before reading this one back: keeps the device busy.
       pending.append((rows, fn(params, jax.device_put(ids_BxL, shard), jax.device_put(mask_BxL, shard))))
       if len(pending) > 1:
