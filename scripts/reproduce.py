@@ -92,7 +92,8 @@ def train_runs(c: Corpus, data_path: str, out: Path, smoke: bool, model_init: st
   ]
 
 
-def eval_argv(c: Corpus, data_path: str, out: Path, smoke: bool, base: str) -> list[str]:
+def eval_argv(c: Corpus, data_path: str, out: Path, smoke: bool, base: str,
+              modes: str = "probe,finetune") -> list[str]:
   models = ",".join([base] + [str(out / m) for m in MODELS[1:]])
   argv = ["eval.py", "--config", "configs/eval.py" + (":smoke" if smoke else ""), "--workdir", str(out / "eval"),
           f"--config.models={models}", f"--config.data.path={data_path}", "--config.data.text_field=text",
@@ -100,7 +101,7 @@ def eval_argv(c: Corpus, data_path: str, out: Path, smoke: bool, base: str) -> l
           "--config.data.split_field=split", "--config.data.group_field="]
   if smoke:
     return argv
-  return argv + ["--config.modes=probe,finetune", "--config.shots=8,16,32,64,all", "--config.seeds=0,1,2",
+  return argv + [f"--config.modes={modes}", "--config.shots=8,16,32,64,all", "--config.seeds=0,1,2",
                  f"--config.max_length={c.eval_max_length}", f"--config.data.max_docs={c.eval_max_docs}",
                  # Fine-tuning every encoder weight costs ~100x a probe on this CPU: one shot size.
                  "--config.finetune.shots=16", "--config.finetune.max_epochs=3",
@@ -138,6 +139,9 @@ def main(argv=None) -> None:
   ap.add_argument("--stage", default="all", choices=["pretrain", "eval", "report", "all"])
   ap.add_argument("--smoke", action="store_true", help="tiny budgets on a 240-document MTSamples subset")
   ap.add_argument("--model", default="minilm", help="base model (HF folder or minilm)")
+  ap.add_argument("--modes", default="probe,finetune",
+                  help="evaluation modes; 'probe' alone skips the (CPU-expensive) fine-tuning")
+  ap.add_argument("--force-eval", action="store_true", help="re-run eval.py even if results.json exists")
   ap.add_argument("--results-md", default=str(REPO / "docs" / "RESULTS.md"))
   args = ap.parse_args(argv)
   out = Path(args.out).absolute()
@@ -162,10 +166,10 @@ def main(argv=None) -> None:
           continue
         run(argv_, cdir / "logs" / f"{run_name}.log")
     if args.stage in ("eval", "all"):
-      if (cdir / "eval" / "results.json").exists():
-        print(f"[{name}/eval] results.json exists, skipping")
+      if (cdir / "eval" / "results.json").exists() and not args.force_eval:
+        print(f"[{name}/eval] results.json exists, skipping (--force-eval re-runs it)")
       else:
-        run(eval_argv(c, data_path, cdir, args.smoke, args.model), cdir / "logs" / "eval.log")
+        run(eval_argv(c, data_path, cdir, args.smoke, args.model, args.modes), cdir / "logs" / "eval.log")
   if args.stage in ("report", "all") and not args.smoke:
     from results_md import write_results_md  # beside this script
     write_results_md(out, Path(args.results_md), CORPORA, BUDGET, train_runs, eval_argv)
