@@ -255,7 +255,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]
   total = int(cfg.total_steps) * accumulate
   bar = _progress(is_host0, start, total)
   meta = {"objective": cfg.objective, "model_init": str(cfg.model.init), "corpus": str(corpus_path)}
-  pending = None  # (step, metrics on device, tokens, t_dispatch): read after the next step is dispatched
+  pending = None  # (step, metrics on device): read after the next step is dispatched (no host sync per step)
   t_last, tokens_since = time.time(), 0
   last = {}
   try:
@@ -267,13 +267,13 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]
       batch = {k: jax.make_array_from_process_local_data(sharded, v) for k, v in host_batch.items()}
       state, metrics = step_fn(state, batch)
       if pending is not None:
-        last = _check(pending, cfg)
-      pending = (step + 1, metrics, tokens)
+        last = _check(pending)
+      pending = (step + 1, metrics)
       tokens_since += tokens
       done = step + 1
       save_now = done % cfg.checkpoint.every == 0 or done == total
       if save_now or done % cfg.log_every == 0 or done == total:
-        last = _check(pending, cfg)
+        last = _check(pending)
         pending = None
         now = time.time()
         last["tokens_per_sec"] = tokens_since / max(now - t_last, 1e-9)
@@ -293,7 +293,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]
     mngr.wait_until_finished()
     log.close()
   if pending is not None:
-    last = _check(pending, cfg)
+    last = _check(pending)
   if is_host0 and cfg.checkpoint.export_final:
     final = encoder.replace_params({"encoder": jax.tree.map(np.asarray, state.params["encoder"]),
                                     "mlm_head": jax.tree.map(np.asarray, state.params["mlm_head"])})
@@ -306,8 +306,8 @@ def _say(msg: str) -> None:
   print(f"[jaxemb] {msg}", file=sys.stderr, flush=True)
 
 
-def _check(pending, cfg) -> dict[str, float]:
-  step, metrics, _ = pending
+def _check(pending) -> dict[str, float]:
+  step, metrics = pending
   values = {k: float(v) for k, v in jax.device_get(metrics).items()}
   if not math.isfinite(values["loss"]):
     raise NonFiniteLossError(
