@@ -80,6 +80,8 @@ def _parse_settings(cfg) -> dict[str, Any]:
     raise EvalError(f"config: {e}") from None
   if not modes and not cfg.tfidf:
     raise EvalError("nothing to do: config.modes is empty and config.tfidf is False")
+  if cfg.embed_dtype not in ("float32", "bfloat16"):
+    raise EvalError(f"config.embed_dtype must be float32 or bfloat16; got {cfg.embed_dtype!r}")
   return {"models": models, "modes": modes, "heads": heads, "shots": shots, "ft_shots": ft_shots,
           "seeds": seeds, "c_grid": c_grid}
 
@@ -199,11 +201,13 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
 
     def embed_all(lazy=lazy) -> np.ndarray:
       try:
-        return lazy.get().embed(data.texts, batch_size=cfg.embed_batch_size, max_length=cfg.max_length)
+        return lazy.get().embed(data.texts, batch_size=cfg.embed_batch_size, max_length=cfg.max_length,
+                                dtype=cfg.embed_dtype)
       except ValueError as e:  # e.g. max_length beyond the model's position table
         raise EvalError(f"model {lazy.spec!r}: {e}") from None
 
     z_NxD, emb_info = cached_embeddings(spec, data.texts, max_length=cfg.max_length, cache_dir=cache_dir,
+                                        dtype=cfg.embed_dtype,
                                         log=log, embed_fn=embed_all)
     timings[f"{spec}/embed"] = time.time() - t0
 

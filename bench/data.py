@@ -50,7 +50,8 @@ def _auto_max_span(lengths: np.ndarray, anchors: int) -> int:
 
 
 def _real_tokens(batch: dict) -> int:
-  return int(sum(v.sum() for k, v in batch.items() if k in ("attention_mask", "anchor_mask", "positive_mask")))
+  return int(sum(v.sum() for k, v in batch.items() if k in ("attention_mask", "anchor_mask", "positive_mask",
+                                                                "positive_long_mask")))
 
 
 def _time(it, steps: int, docs_per_batch) -> dict:

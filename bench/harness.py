@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,19 +99,37 @@ class Worker:
     self.close()
 
 
-def interleave(runs: dict[str, callable], repeats: int) -> tuple[dict[str, list[float]], list[float]]:
+def interleave(runs: dict[str, callable], repeats: int, settle_s: float = 0.5
+               ) -> tuple[dict[str, list[float]], list[float]]:
   """Calls each runner once per repetition, the order reversed every other repetition (A B, B A, ...).
 
-  Each runner returns a list of per-step seconds. Returns (name -> all seconds, load average (1 min) sampled
-  before every repetition)."""
+  Each runner returns a list of per-step seconds. A pause of `settle_s` precedes every call: a worker's
+  thread pool (OpenMP, Eigen) keeps spinning for a while after its turn, and on 2 cores that spin is charged
+  to whoever runs next. Returns (name -> all seconds, load average (1 min) sampled before every repetition)."""
   names = list(runs)
   secs = {n: [] for n in names}
   loads = []
   for r in range(repeats):
     loads.append(os.getloadavg()[0])
     for n in (names if r % 2 == 0 else names[::-1]):
+      time.sleep(settle_s)
       secs[n].extend(runs[n]())
   return secs, loads
+
+
+# ============================================================================================ batches
+def unsplit_positives(batch: dict) -> tuple:
+  """positive_ids, positive_mask in anchor order, (N*P)xLp. jaxemb's length-split batches (positive_long_ids,
+  positive_long_mask, positive_index; single host) are merged back and padded to the longer length, which is
+  what a plain PyTorch loop does with one padded tensor of positives."""
+  import numpy as np
+  if "positive_index" not in batch:
+    return batch["positive_ids"], batch["positive_mask"]
+  groups = [(batch["positive_ids"], batch["positive_mask"]), (batch["positive_long_ids"], batch["positive_long_mask"])]
+  length = max(ids.shape[1] for ids, _ in groups)
+  ids_all = np.concatenate([np.pad(ids, ((0, 0), (0, length - ids.shape[1]))) for ids, _ in groups])
+  mask_all = np.concatenate([np.pad(m, ((0, 0), (0, length - m.shape[1]))) for _, m in groups])
+  return ids_all[batch["positive_index"]], mask_all[batch["positive_index"]]
 
 
 # ============================================================================================ analytic FLOPs
@@ -137,7 +156,15 @@ def train_step_flops(objective: str, shapes: dict[str, list[int]], model: dict, 
     n, la = shapes["anchor_ids"]
     npos, lp = shapes["positive_ids"]
     m = shapes["mlm_positions"][1]
-    fwd = encoder_forward_flops(n, la, model) + encoder_forward_flops(npos, lp, model)
+    if "positive_long_ids" in shapes:
+      # Length-split positives: jaxemb runs each half at its own length; the reference gets them back in one
+      # array padded to the longer length (bench/torch_reference.unsplit_positives), as a plain loop pads.
+      nlong, llong = shapes["positive_long_ids"]
+      pos = (encoder_forward_flops(npos, lp, model) + encoder_forward_flops(nlong, llong, model)
+             if framework == "jax" else encoder_forward_flops(npos + nlong, max(lp, llong), model))
+    else:
+      pos = encoder_forward_flops(npos, lp, model)
+    fwd = encoder_forward_flops(n, la, model) + pos
     fwd += mlm_head_flops(n * (m if framework == "jax" else la), model)
   else:
     b, length = shapes["input_ids"]

@@ -11,6 +11,8 @@ is traced; the package is unchanged):
 - bernoulli_dropout: `jax.random.bernoulli` per element instead of two 16-bit decisions per random word.
 - no_attention_dropout: no dropout on the B x H x L x L attention probabilities (a diagnostic, not equivalent
   training: it bounds what a cheaper attention dropout could save).
+- single_positive_group (DeCLUTR): the batch's positives merged back into one array padded to the longest,
+  instead of the shorter / longer halves at their own lengths (`declutr.split_positives`, the default).
 All variants run in one jax worker on the same real MTSamples batch, taking turns (order alternating).
 Reported: median s/step, the delta against default, compile time. With --json the last line is one JSON object.
 """

@@ -15,7 +15,8 @@ Batches are host numpy dicts in the formats of docs/ARCHITECTURE.md:
 - "mlm": input_ids, attention_mask BxL; mlm_positions, mlm_labels, mlm_weights BxM.
 - "metadata": the MLM batch plus category B.
 - "declutr": anchor_ids, anchor_mask NxLa; mlm_positions, mlm_labels, mlm_weights NxM; positive_ids,
-  positive_mask (N*P)xLp, positives of anchor i in rows i*P .. i*P+P-1.
+  positive_mask (N*P)xLp, positives of anchor i in rows i*P .. i*P+P-1 (a jaxemb batch with length-split
+  positives is put back in that layout first: `unsplit_positives`).
 
 Losses (same definitions as jaxemb/objectives/losses.py):
 - mlm: mean token cross-entropy over the real prediction slots.
@@ -39,6 +40,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import transformers
+
+try:
+  from bench.harness import unsplit_positives
+except ImportError:  # run as a script from bench/
+  from harness import unsplit_positives
 
 OBJECTIVES = ("mlm", "declutr", "metadata")
 DECLUTR_TEMPERATURE = 0.05
@@ -132,6 +138,7 @@ def make_torch_step(
     seed: int = 0,
     n_positives: int | None = None,
     device: str | None = None,
+    autocast_dtype: str | None = None,
 ) -> Callable[[Mapping[str, np.ndarray]], float]:
   """Build model + AdamW and return `step(batch) -> float loss` doing forward, backward and one AdamW update.
 
@@ -143,6 +150,8 @@ def make_torch_step(
     n_positives: DeCLUTR P; default inferred per batch as positive_ids rows // anchor_ids rows.
     device: torch device; default "cuda" when available, else "cpu". Host -> device copies are part of the
       step, as in a plain HF training loop; float(loss) synchronises, so wall-clock timing is honest.
+    autocast_dtype: e.g. "bfloat16": the loss is computed under torch.autocast(device type, that dtype), the
+      standard PyTorch mixed precision (parameters, gradients and AdamW stay float32).
 
   Returns:
     step(batch_dict_of_numpy) -> the total loss of that step (before the update), as a Python float.
@@ -174,19 +183,23 @@ def make_torch_step(
   def declutr_loss(batch: Mapping[str, np.ndarray]) -> torch.Tensor:
     ids, mask = _long(batch["anchor_ids"]), _long(batch["anchor_mask"])
     n = ids.shape[0]
-    p = n_positives or batch["positive_ids"].shape[0] // n
+    pos_ids, pos_mask = (_long(a) for a in unsplit_positives(batch))
+    p = n_positives or pos_ids.shape[0] // n
     labels = _labels(batch, tuple(ids.shape))
     out = model(input_ids=ids, attention_mask=mask, labels=labels, output_hidden_states=True)
     anchors = mean_pool(out.hidden_states[-1], mask)
-    pos_mask = _long(batch["positive_mask"])
-    pos_hidden = model.bert(input_ids=_long(batch["positive_ids"]), attention_mask=pos_mask).last_hidden_state
+    pos_hidden = model.bert(input_ids=pos_ids, attention_mask=pos_mask).last_hidden_state
     positives = mean_pool(pos_hidden, pos_mask).reshape(n, p, -1).mean(1)
     return nt_xent(anchors, positives, DECLUTR_TEMPERATURE) + out.loss
 
   loss_fn = {"mlm": mlm_loss, "metadata": metadata_loss, "declutr": declutr_loss}[objective]
 
   def step(batch: Mapping[str, np.ndarray]) -> float:
-    loss = loss_fn(batch)
+    if autocast_dtype is None:
+      loss = loss_fn(batch)
+    else:
+      with torch.autocast(device_type=torch.device(device).type, dtype=getattr(torch, autocast_dtype)):
+        loss = loss_fn(batch)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)

@@ -36,7 +36,8 @@ DEFAULTS = {"mlm": (16, 128), "metadata": (16, 128), "declutr": (8, 64)}
 
 
 def run(objective: str, batch: int, seq_len: int, repeats: int, steps_per_repeat: int, torch_py: str,
-        jax_py: str, peak: bool = True, torch_threads: int | None = None, log=print) -> dict:
+        jax_py: str, peak: bool = True, torch_threads: int | None = None, dtype: str = "float32",
+        log=print) -> dict:
   with tempfile.TemporaryDirectory(prefix="jaxemb-bench-") as tmp, \
        harness.Worker("jax", jax_py) as jx, harness.Worker("torch", torch_py, torch_threads=torch_threads) as pt:
     batch_file = str(Path(tmp) / "batch.npz")
@@ -44,7 +45,7 @@ def run(objective: str, batch: int, seq_len: int, repeats: int, steps_per_repeat
     log(f"batch from {info['corpus']}: {info['shapes']}, {info['tokens']} non-pad tokens, "
         f"{info['predictions']} MLM predictions")
     setup = dict(key="main", objective=objective, batch_file=batch_file, batch=batch, seq_len=seq_len,
-                 num_categories=info["num_categories"])
+                 num_categories=info["num_categories"], dtype=dtype)
     base = {"jax": jx.call("versions")["rss_mb"], "torch": pt.call("versions")["rss_mb"]}
     versions = {**jx.call("versions"), **pt.call("versions")}
     versions.pop("rss_mb", None), versions.pop("maxrss_mb", None), versions.pop("ok", None)
@@ -70,7 +71,7 @@ def run(objective: str, batch: int, seq_len: int, repeats: int, steps_per_repeat
         peaks.pop(k, None)
 
   tokens = info["tokens"]
-  res = {"objective": objective, "batch": batch, "seq_len": seq_len, "shapes": info["shapes"], "tokens": tokens,
+  res = {"objective": objective, "dtype": dtype, "batch": batch, "seq_len": seq_len, "shapes": info["shapes"], "tokens": tokens,
          "corpus": info["corpus"], "repeats": repeats, "steps_per_repeat": steps_per_repeat,
          "machine": harness.machine_info(), "versions": versions, "loadavg_per_repeat": loads,
          "jax_compile_s": js["compile_s"], "jax_lower_s": js["lower_s"], "jax_first_step_s": js["first_step_s"],
@@ -119,14 +120,18 @@ def main(argv=None) -> int:
                  help="torch.set_num_threads for the reference (default: torch's own, = cores); on a loaded "
                  "machine 1 can be faster")
   p.add_argument("--no-peak", action="store_true", help="skip the matmul peak measurement")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                 help="compute dtype of both sides: jaxemb `model.dtype` (bf16 matmuls, float32 parameters, "
+                 "optimiser and softmax/LayerNorm statistics); PyTorch `torch.autocast('cpu', bfloat16)` around "
+                 "the forward (its usual mixed precision). Both use AMX where the CPU has it")
   p.add_argument("--json", action="store_true")
   args = p.parse_args(argv)
   b, length = DEFAULTS[args.objective]
   res = run(args.objective, args.batch or b, args.seq_len or length, args.repeats, args.steps_per_repeat,
             harness.torch_python(args.torch_python), sys.executable, peak=not args.no_peak,
-            torch_threads=args.torch_threads,
+            torch_threads=args.torch_threads, dtype=args.dtype,
             log=lambda m: print(m, file=sys.stderr, flush=True))
-  print(f"{args.objective}: batch {res['shapes']}, {res['tokens']} tokens, {res['machine']['nproc']} cores, "
+  print(f"{args.objective} ({args.dtype}): batch {res['shapes']}, {res['tokens']} tokens, {res['machine']['nproc']} cores, "
         f"{res['machine']['cpu']}, torch threads {res['versions']['torch_threads']}")
   print(report(res))
   if args.json:

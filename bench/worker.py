@@ -131,14 +131,20 @@ class JaxSide:
                       "num_layers": c.num_layers, "vocab_size": c.vocab_size, "num_heads": c.num_heads}}
 
   def train_setup(self, key: str, objective: str, batch_file: str, batch: int, seq_len: int,
-                  num_categories: int = 0, variant: str = "default") -> dict:
+                  num_categories: int = 0, variant: str = "default", dtype: str = "float32") -> dict:
     """State + jitted step for one batch shape; AOT-compiles it (timed) and runs one warm-up step."""
     import numpy as np
     from jax.sharding import Mesh
     from jaxemb.train import loop
     self.steps.pop(key, None)
     cfg = self._config(objective, batch, seq_len, "")
+    cfg.model.dtype = dtype
     host_batch = dict(np.load(batch_file))
+    if variant == "single_positive_group":  # DeCLUTR positives in one array padded to the longest (no split)
+      from bench.harness import unsplit_positives
+      ids, mask = unsplit_positives(host_batch)
+      host_batch = {k: v for k, v in host_batch.items() if not k.startswith(("positive_long", "positive_index"))}
+      host_batch.update(positive_ids=ids, positive_mask=mask)
     mesh = Mesh(np.array(self.jax.devices()), ("data",))
     with _variant(variant, objective):
       state, step_fn = loop.build_state_and_step(cfg, self._encoder(), num_categories, mesh)
@@ -206,10 +212,12 @@ class _variant:
   of the M gathered prediction slots. bernoulli_dropout: `jax.random.bernoulli` per element instead of two
   16-bit decisions per random word. no_attention_dropout: dropout on the B x H x L x L attention probabilities
   switched off (a diagnostic, NOT equivalent training: it bounds what a cheaper attention dropout could gain).
+  single_positive_group (DeCLUTR; applied to the batch in train_setup): all positives in one array padded to
+  the longest, as before declutr.split_positives.
   """
 
   def __init__(self, name: str, objective: str):
-    if name not in ("default", "full_vocab", "bernoulli_dropout", "no_attention_dropout"):
+    if name not in ("default", "full_vocab", "bernoulli_dropout", "no_attention_dropout", "single_positive_group"):
       raise ValueError(f"unknown variant {name!r}")
     self.name, self.objective, self.undo = name, objective, []
 
@@ -286,18 +294,19 @@ class TorchSide:
     best = min(_timed(lambda: a @ a) for _ in range(repeats))
     return {"torch_matmul_gflops": 2 * MATMUL_N**3 / best / 1e9, "numpy_matmul_gflops": _numpy_matmul_gflops(repeats)}
 
-  def train_setup(self, key: str, objective: str, batch_file: str, **_) -> dict:
+  def train_setup(self, key: str, objective: str, batch_file: str, dtype: str = "float32", **_) -> dict:
     import numpy as np
     from bench.torch_reference import make_torch_step
-    if objective not in self.steps:
-      self.steps[objective] = make_torch_step(objective)
-    self.batches[key] = (objective, dict(np.load(batch_file)))
-    first = _timed(lambda: self.steps[objective](self.batches[key][1]))
+    step_key = f"{objective}/{dtype}"
+    if step_key not in self.steps:
+      self.steps[step_key] = make_torch_step(objective, autocast_dtype=None if dtype == "float32" else dtype)
+    self.batches[key] = (step_key, dict(np.load(batch_file)))
+    first = _timed(lambda: self.steps[step_key](self.batches[key][1]))
     return {"first_step_s": first}
 
   def train_time(self, key: str, n: int) -> dict:
-    objective, batch = self.batches[key]
-    step = self.steps[objective]
+    step_key, batch = self.batches[key]
+    step = self.steps[step_key]
     secs, loss = [], None
     for _ in range(n):
       t0 = time.perf_counter()

@@ -124,10 +124,21 @@ def write_results_md(out: Path, md_path: Path, corpora, budget, train_runs, eval
     data_path = f"../shared/data/{c.file}"
     for _, argv in train_runs(c, data_path, Path("runs/repro") / name, False, "minilm"):
       parts.append("python " + " ".join(argv))
-    parts.append("python " + " ".join(eval_argv(c, data_path, Path("runs/repro") / name, False, "minilm")))
+    cmd = cdir / "eval" / "command.json"   # what actually ran (written by reproduce.py), paths made relative
+    argv = (json.loads(cmd.read_text()) if cmd.exists() else
+            eval_argv(c, data_path, Path("runs/repro") / name, False, "minilm"))
+    parts.append("python " + " ".join(_relative(a, out, SHARED) for a in argv))
     parts += ["```", ""]
   md_path.write_text("\n".join(parts) + "\n")
   print(f"wrote {md_path}")
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def _relative(arg: str, out: Path, shared: Path) -> str:
+  """The sweep's absolute paths as the documented ones (runs/repro/..., ../shared/...)."""
+  return arg.replace(str(out), "runs/repro").replace(str(shared), "../shared")
 
 
 def _cpu() -> str:

@@ -122,6 +122,44 @@ def test_declutr_batch_format_and_span_contents(prepared):
         assert (row[pe - ps + 2:] == sp.pad).all()
 
 
+def _unsplit(hosts: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+  """Positives of length-split host batches back in the global anchor order, padded to the longer length."""
+  L = max(b[k].shape[1] for b in hosts for k in ("positive_ids", "positive_long_ids"))
+  pad = lambda a: np.pad(a, ((0, 0), (0, L - a.shape[1])))  # noqa: E731
+  ids = np.concatenate([pad(b["positive_ids"]) for b in hosts] + [pad(b["positive_long_ids"]) for b in hosts])
+  mask = np.concatenate([pad(b["positive_mask"]) for b in hosts] + [pad(b["positive_long_mask"]) for b in hosts])
+  index = np.concatenate([b["positive_index"] for b in hosts])
+  return ids[index], mask[index]
+
+
+@pytest.mark.parametrize("hosts", [1, 2])
+def test_declutr_split_positives_are_the_same_rows_with_less_padding(prepared, hosts):
+  """split_positives=True carries exactly the rows of the plain batch (checked after undoing the split with
+  positive_index, one and two hosts), the short half no longer than the long half, and fewer padded tokens."""
+  make = lambda **kw: DeclutrBatches(prepared, batch_size=4, anchors=2, positives=2, max_span=62, min_span=4,  # noqa
+                                     short_docs="shrink", **kw)
+  plain = make()
+  split = [make(split_positives=True, process_index=h, process_count=hosts) for h in range(hosts)]
+  padded_plain = padded_split = 0
+  for step in range(4):
+    p = plain.batch(step)
+    bs = [it.batch(step) for it in split]
+    for b in bs:
+      for k in ("anchor_ids", "anchor_mask", "mlm_positions", "mlm_labels", "mlm_weights"):
+        assert k in b
+      assert b["positive_ids"].shape[0] == b["positive_long_ids"].shape[0] == len(b["positive_index"]) // 2
+      assert b["positive_ids"].shape[1] <= b["positive_long_ids"].shape[1]
+      assert b["positive_index"].dtype == np.int32
+    ids, mask = _unsplit(bs)
+    L = p["positive_ids"].shape[1]
+    assert ids.shape[1] == L  # the longer half's bucket is the plain batch's bucket
+    np.testing.assert_array_equal(ids, p["positive_ids"])
+    np.testing.assert_array_equal(mask, p["positive_mask"])
+    padded_plain += p["positive_ids"].size
+    padded_split += sum(b["positive_ids"].size + b["positive_long_ids"].size for b in bs)
+  assert padded_split < padded_plain
+
+
 def test_declutr_short_documents_skip_or_shrink_and_are_counted(prepared):
   n = prepared.lengths[prepared.indices(exclude_splits=("test",))]
   skip = DeclutrBatches(prepared, batch_size=4, anchors=2, max_span=64, min_span=8)

@@ -46,6 +46,17 @@ def test_minilm_embed_matches_torch_bertmodel(minilm):
   assert [len(x) for x in ids] == meta["n_tokens"]
 
 
+def test_minilm_bfloat16_embed_is_close_to_the_torch_reference(minilm):
+  """The opt-in bf16 compute path (eval.py --config.embed_dtype=bfloat16): same embeddings as torch's float32
+  BertModel up to bf16 rounding (8 mantissa bits; 6 layers): cosine >= 0.999 per text (measured 0.9999+)."""
+  ref = load_file(str(FIXTURES / "minilm_reference.safetensors"))["mean_pooled"]
+  meta = json.loads((FIXTURES / "minilm_reference.json").read_text())
+  X = minilm.embed(meta["texts"], batch_size=4, max_length=meta["max_length"], dtype="bfloat16")
+  assert X.dtype == np.float32
+  cos = (X * ref).sum(1) / np.linalg.norm(X, axis=1) / np.linalg.norm(ref, axis=1)
+  assert cos.min() > 0.999, cos
+
+
 def test_minilm_hidden_states_match_torch(minilm):
   ref = load_file(str(FIXTURES / "minilm_reference.safetensors"))
   h = encode(minilm.params["encoder"], ref["input_ids"], ref["attention_mask"], config=minilm.config,

@@ -36,9 +36,11 @@ def test_cache_hit_and_what_invalidates_it(tmp_path):
 
   cached_embeddings(str(model), ["a", "b", "x"], embed_fn=embed, **kw)                 # other texts
   cached_embeddings(str(model), ["a", "b", "c"], embed_fn=embed, **{**kw, "max_length": 32})  # settings
+  cached_embeddings(str(model), ["a", "b", "c"], embed_fn=embed, dtype="bfloat16", **kw)    # compute dtype
+  cached_embeddings(str(model), ["a", "b", "c"], embed_fn=embed, dtype="float32", **kw)     # = the default: hit
   (model / "model.safetensors").write_bytes(b"weights-v2!")                            # new weights
   cached_embeddings(str(model), ["a", "b", "c"], embed_fn=embed, **kw)
-  assert len(calls) == 4
+  assert len(calls) == 5
 
 
 def test_workdir_fingerprint_follows_the_chosen_step(tmp_path):

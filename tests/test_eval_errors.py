@@ -98,7 +98,7 @@ def test_bad_settings_are_clear_errors(tmp_path):
   cli = _load("eval.py", "jaxemb_eval_cli")
   cfg = _load("configs/eval.py", "jaxemb_eval_config").get_config("smoke")
   for key, value, msg in (("modes", "probe,zeroshot", "unknown mode"), ("shots", "8,many", "neither"),
-                          ("seeds", "0,x", "config")):
+                          ("seeds", "0,x", "config"), ("embed_dtype", "float16", "embed_dtype")):
     c = ConfigDict(cfg.to_dict())
     c[key] = value
     with pytest.raises(EvalError, match=msg):

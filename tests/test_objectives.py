@@ -105,6 +105,20 @@ def test_declutr_loss_is_ntxent_of_averaged_positives_plus_mlm(params):
   np.testing.assert_allclose(float(only), ntx, rtol=1e-4)
   assert "mlm_loss" not in m2
 
+  # Length-split positives (DeclutrBatches(split_positives=True)): rows 1, 4, 7 (those with 5 real tokens)
+  # form the short group padded to 5, the rest the long group; positive_index puts them back. Same loss as
+  # the NumPy reference above.
+  short = np.array([0, 3, 6])
+  long_ = np.setdiff1d(np.arange(n * p_per), short)
+  index = np.empty(n * p_per, np.int32)
+  index[short], index[long_] = np.arange(3), 3 + np.arange(len(long_))
+  split = dict(batch, positive_ids=pids[short, :5], positive_mask=pmask[short, :5], positive_long_ids=pids[long_],
+               positive_long_mask=pmask[long_], positive_index=index)
+  loss_s, m_s = declutr.loss_fn(params, split, jax.random.PRNGKey(0), config=cfg, dtype=jnp.float32,
+                                temperature=0.05, use_mlm=True, positives=p_per)
+  np.testing.assert_allclose(float(m_s["contrastive_loss"]), ntx, rtol=1e-4)
+  np.testing.assert_allclose(float(loss_s), ntx + mlm_ref, rtol=1e-4)
+
 
 def test_metadata_loss_weights_the_note_loss(params):
   ids, mask, pos, labels, weights = _mlm_batch(np.random.default_rng(2), 4, 10, 2)

@@ -38,3 +38,15 @@ def test_reproduce_smoke_pipeline(tiny_model_dir, tmp_path):
   r2 = subprocess.run([sys.executable, "scripts/reproduce.py", "--out", str(tmp_path / "repro"), "--smoke",
                        "--model", str(tiny_model_dir)], cwd=REPO, env=env, capture_output=True, text=True)
   assert r2.returncode == 0 and "$ python" not in r2.stdout, r2.stdout[-2000:]
+  # The exact eval command is kept next to results.json, and the report renders from the sweep's outputs.
+  assert json.loads((out / "eval" / "command.json").read_text())[:3] == ["eval.py", "--config", "configs/eval.py:smoke"]
+  sys.path.insert(0, str(REPO / "scripts"))
+  import reproduce
+  from results_md import write_results_md
+  md = tmp_path / "docs" / "RESULTS.md"
+  write_results_md(tmp_path / "repro", md, {"mtsamples": reproduce.CORPORA["mtsamples"]}, reproduce.SMOKE_BUDGET,
+                   reproduce.train_runs, reproduce.eval_argv)
+  text = md.read_text()
+  assert "## mtsamples" in text and "| 2 MLM |" in text and "| TF-IDF + logistic regression |" in text
+  assert "python eval.py --config configs/eval.py:smoke --workdir runs/repro/mtsamples/eval" in text
+  assert (md.parent / "results" / "mtsamples" / "results.json").exists()

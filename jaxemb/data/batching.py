@@ -353,6 +353,13 @@ class DeclutrBatches(_Batches):
   Spans are slices of the document's token ids wrapped in [CLS] .. [SEP]. Span randomness comes from
   numpy Generator((seed, epoch, doc_index)), fresh every epoch.
 
+  split_positives=True (when every host's N*P rows are even): positives are Beta(2,4)-short, and padding all
+  of them to the longest wastes most of their tokens. Each host sorts its positive rows by length and pads
+  the shorter half and the longer half to their own buckets: positive_ids / positive_mask (R/2 x Ls, shorter
+  half) and positive_long_ids / positive_long_mask (R/2 x Ll), plus positive_index [R] int32: row r of the
+  layout above is row positive_index[r] of the GLOBAL concatenation [all hosts' short rows; all hosts' long
+  rows]. Ls and Ll are the global maxima of the halves, so every host has the same shapes.
+
   Documents shorter than 2 * A * max_span tokens: short_docs="skip" leaves them out (`n_short_skipped`);
   "shrink" samples them with max_span = n // (2A) (`n_shrunk`), skipping only those below min_span.
   """
@@ -360,9 +367,10 @@ class DeclutrBatches(_Batches):
   def __init__(self, prepared, *, batch_size: int, seed: int = 0, anchors: int = 2, positives: int = 2,
                max_span: int = 256, min_span: int = 8, short_docs: str = "skip", mask_prob: float = 0.15,
                splits: Sequence[str] | None = None, exclude_splits: Sequence[str] = DEFAULT_EXCLUDE_SPLITS,
-               process_index: int = 0, process_count: int = 1):
+               process_index: int = 0, process_count: int = 1, split_positives: bool = False):
     super().__init__(prepared, batch_size=batch_size, seed=seed, mask_prob=mask_prob, splits=splits,
                      exclude_splits=exclude_splits, process_index=process_index, process_count=process_count)
+    self.split_positives = bool(split_positives) and (self.host_batch_size * anchors * positives) % 2 == 0
     if anchors < 1 or positives < 1 or not 1 <= min_span <= max_span:
       raise ValueError(f"need anchors, positives >= 1 and 1 <= min_span <= max_span; got {anchors}, {positives}, "
                        f"{min_span}, {max_span}")
@@ -404,7 +412,9 @@ class DeclutrBatches(_Batches):
     # Spans of the whole global batch (cheap: token counts only) fix the shared padded lengths.
     samples = [self.spans(int(d), epoch) for d in docs_B]
     La = bucket_length(max(e - s for sm in samples for s, e in sm.anchors) + 2, self.max_length)
-    Lp = bucket_length(max(e - s for sm in samples for row in sm.positives for s, e in row) + 2, self.max_length)
+    # Positive span lengths (with [CLS]/[SEP]) per host, in row order: [process_count, R_h].
+    plen_HxR = np.array([[e - s + 2 for sm in samples[h * self.host_batch_size:(h + 1) * self.host_batch_size]
+                          for row in sm.positives for s, e in row] for h in range(self.process_count)])
 
     host_samples = samples[self.host_rows]
     anchor_rows, positive_rows = [], []
@@ -413,10 +423,33 @@ class DeclutrBatches(_Batches):
         anchor_rows.append(toks[s:e])
         positive_rows.extend(toks[ps:pe] for ps, pe in row)
     anchor_ids, anchor_mask = _pad_rows(anchor_rows, La, self.special)
-    positive_ids, positive_mask = _pad_rows(positive_rows, Lp, self.special)
     A = self.anchors
     host_anchor_rows = slice(self.host_rows.start * A, self.host_rows.stop * A)
     out = self._mask(anchor_ids, anchor_mask, step, self.batch_size * A, host_anchor_rows)
-    return {"anchor_ids": out["input_ids"], "anchor_mask": anchor_mask, "mlm_positions": out["mlm_positions"],
-            "mlm_labels": out["mlm_labels"], "mlm_weights": out["mlm_weights"], "positive_ids": positive_ids,
-            "positive_mask": positive_mask}
+    batch = {"anchor_ids": out["input_ids"], "anchor_mask": anchor_mask, "mlm_positions": out["mlm_positions"],
+             "mlm_labels": out["mlm_labels"], "mlm_weights": out["mlm_weights"]}
+    if not self.split_positives:
+      Lp = bucket_length(int(plen_HxR.max()), self.max_length)
+      batch["positive_ids"], batch["positive_mask"] = _pad_rows(positive_rows, Lp, self.special)
+      return batch
+    # Shorter / longer half of each host's rows (stable sort: ties keep row order, so the split is a pure
+    # function of the batch); the buckets are the global maxima of each half.
+    order_HxR = np.argsort(plen_HxR, axis=1, kind="stable")
+    half = plen_HxR.shape[1] // 2
+    sorted_HxR = np.take_along_axis(plen_HxR, order_HxR, axis=1)
+    Ls = bucket_length(int(sorted_HxR[:, :half].max()), self.max_length)
+    Ll = bucket_length(int(sorted_HxR[:, half:].max()), self.max_length)
+    order_R = order_HxR[self.process_index]
+    batch["positive_ids"], batch["positive_mask"] = _pad_rows([positive_rows[i] for i in order_R[:half]], Ls,
+                                                              self.special)
+    batch["positive_long_ids"], batch["positive_long_mask"] = _pad_rows(
+        [positive_rows[i] for i in order_R[half:]], Ll, self.special)
+    # Row order_R[k] sits at k (k < half: this host's block of the global short array) or at k - half of its
+    # block of the global long array, which follows all hosts' short rows.
+    h, H = self.process_index, self.process_count
+    slot_R = np.arange(len(order_R))
+    global_R = np.where(slot_R < half, h * half + slot_R, H * half + h * half + (slot_R - half))
+    index_R = np.empty(len(order_R), np.int32)
+    index_R[order_R] = global_R
+    batch["positive_index"] = index_R
+    return batch

@@ -99,15 +99,18 @@ def cache_key(fingerprint: dict[str, Any], texts_sha: str, settings: dict[str, A
 
 
 def cached_embeddings(spec: str, texts: Sequence[str], *, max_length: int, cache_dir: Path,
-                      embed_fn: Callable[[], np.ndarray], log: Callable[[str], None] = print
-                      ) -> tuple[np.ndarray, dict[str, Any]]:
+                      embed_fn: Callable[[], np.ndarray], log: Callable[[str], None] = print,
+                      dtype: str = "float32") -> tuple[np.ndarray, dict[str, Any]]:
   """The [N, D] float32 embeddings of `texts` under model `spec`: from the cache, or `embed_fn()` then cached.
 
-  embed_fn is only called on a miss (so the model is only loaded when needed). Returns (array, info).
+  embed_fn is only called on a miss (so the model is only loaded when needed); it must compute in `dtype`,
+  which is part of the key. Returns (array, info).
   """
   fp = model_fingerprint(spec)
   sha = texts_digest(texts)
   settings = {"max_length": int(max_length), "pooling": "mean_last_hidden"}
+  if dtype != "float32":  # compute dtype of the encoder; float32 keys predate this field and stay valid
+    settings["dtype"] = str(dtype)
   key = cache_key(fp, sha, settings)
   cache_dir = Path(cache_dir)
   npy, meta = cache_dir / f"emb-{key}.npy", cache_dir / f"emb-{key}.json"

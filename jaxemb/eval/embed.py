@@ -29,7 +29,7 @@ class _UsageError(Exception):
 
 def write_embeddings(model: str, data: str, text_field: str, out_prefix: str, *, id_field: str | None = "id",
                      max_length: int = 256, batch_size: int = 32, normalize: bool = False,
-                     cache_dir: str | None = None) -> dict:
+                     cache_dir: str | None = None, dtype: str = "float32") -> dict:
   """Embeds every document of `data` with `model`; returns the metadata written to PREFIX.json."""
   from jaxemb.data.corpus import Fields, load_documents, peek_fields
 
@@ -54,7 +54,7 @@ def write_embeddings(model: str, data: str, text_field: str, out_prefix: str, *,
     except (ValueError, FileNotFoundError, OSError) as e:
       raise _UsageError(f"--model {model!r}: {e}".replace("\n", " ")) from None
     try:
-      return enc.embed(texts, batch_size=batch_size, max_length=max_length)
+      return enc.embed(texts, batch_size=batch_size, max_length=max_length, dtype=dtype)
     except ValueError as e:  # e.g. max_length beyond the model's position table
       raise _UsageError(f"--model {model!r}: {e}") from None
 
@@ -62,7 +62,7 @@ def write_embeddings(model: str, data: str, text_field: str, out_prefix: str, *,
     from jaxemb.eval.cache import cached_embeddings
     try:
       z_NxD, _ = cached_embeddings(model, texts, max_length=max_length, cache_dir=Path(cache_dir),
-                                   embed_fn=compute, log=lambda m: print(m, file=sys.stderr))
+                                   embed_fn=compute, dtype=dtype, log=lambda m: print(m, file=sys.stderr))
     except FileNotFoundError as e:
       raise _UsageError(str(e)) from None
   else:
@@ -74,7 +74,7 @@ def write_embeddings(model: str, data: str, text_field: str, out_prefix: str, *,
   prefix.parent.mkdir(parents=True, exist_ok=True)
   meta = {"model": model, "data": str(path), "text_field": text_field, "id_field": id_field,
           "n": int(z_NxD.shape[0]), "dim": int(z_NxD.shape[1]), "max_length": max_length,
-          "normalized": normalize, "pooling": "mean_last_hidden", "skip_report": skips.to_dict()}
+          "normalized": normalize, "pooling": "mean_last_hidden", "dtype": dtype, "skip_report": skips.to_dict()}
   # Write-then-rename so a crash never leaves a truncated .npy next to a complete ids file.
   with tempfile.NamedTemporaryFile(dir=prefix.parent, suffix=".npy", delete=False) as f:
     np.save(f, z_NxD.astype(np.float32), allow_pickle=False)
@@ -95,13 +95,15 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--batch-size", type=int, default=32)
   parser.add_argument("--normalize", action="store_true", help="L2-normalise the rows")
   parser.add_argument("--cache-dir", default=None)
+  parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                      help="encoder compute dtype (bfloat16: ~2x faster on CPUs with AMX, slightly different numbers)")
   args = parser.parse_args(argv)
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
   os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
   try:
     meta = write_embeddings(args.model, args.data, args.text_field, args.out, id_field=args.id_field,
                             max_length=args.max_length, batch_size=args.batch_size, normalize=args.normalize,
-                            cache_dir=args.cache_dir)
+                            cache_dir=args.cache_dir, dtype=args.dtype)
   except _UsageError as e:
     print(f"embed: error: {e}", file=sys.stderr)
     return 2

@@ -10,7 +10,7 @@ is not reproduced).
 from __future__ import annotations
 
 import jax
-
+import jax.numpy as jnp
 
 from jaxemb.models.encoder import encode, mean_pool
 from jaxemb.objectives.losses import nt_xent
@@ -27,6 +27,13 @@ def loss_fn(params, batch, rng: jax.Array, *, config, dtype, temperature: float 
   pos_hidden = encode(params["encoder"], batch["positive_ids"], batch["positive_mask"], config=config,
                       dropout_rng=rng_p, dtype=dtype)
   pos_NPxD = mean_pool(pos_hidden, batch["positive_mask"])
+  if "positive_index" in batch:
+    # Length-split positives (DeclutrBatches(split_positives=True)): the longer half in its own padded
+    # shape, then rows put back in anchor order. Dropout of the second pass uses its own key.
+    long_hidden = encode(params["encoder"], batch["positive_long_ids"], batch["positive_long_mask"],
+                         config=config, dropout_rng=jax.random.fold_in(rng_p, 1), dtype=dtype)
+    pos_all = jnp.concatenate([pos_NPxD, mean_pool(long_hidden, batch["positive_long_mask"])], axis=0)
+    pos_NPxD = pos_all[batch["positive_index"]]
   n, d = anchors_NxD.shape
   positives_NxD = pos_NPxD.reshape(n, positives, d).mean(axis=1)
   contrastive = nt_xent(anchors_NxD, positives_NxD, temperature)

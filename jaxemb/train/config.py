@@ -64,6 +64,9 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   c.declutr.short_docs = "skip"     # skip (counted) or shrink max_span for that document
   c.declutr.temperature = 0.05
   c.declutr.use_mlm = True
+  # Pad the shorter and the longer half of the (Beta(2,4)-short) positives to separate lengths: ~17% fewer
+  # padded tokens per step (docs/PERFORMANCE.md). Same loss; off when a half cannot split over the devices.
+  c.declutr.split_positives = True
 
   c.metadata = ml_collections.ConfigDict()
   c.metadata.note_loss = "supcon"   # supcon or classify

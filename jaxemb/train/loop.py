@@ -101,8 +101,11 @@ def open_corpus(cfg: ml_collections.ConfigDict, tokenizer):
                              mask_prob=mask_prob, **common)
   elif cfg.objective == "declutr":
     d = cfg.declutr
+    # Two length groups of positives need each half of a host's rows to split evenly over its devices.
+    half = cfg.batch_size // jax.process_count() * d.anchors * d.positives // 2
+    split = bool(d.split_positives) and half > 0 and half % jax.local_device_count() == 0
     it = batching.DeclutrBatches(prepared, anchors=d.anchors, positives=d.positives, max_span=d.max_span,
-                                 min_span=d.min_span, short_docs=d.short_docs,
+                                 min_span=d.min_span, short_docs=d.short_docs, split_positives=split,
                                  mask_prob=mask_prob if d.use_mlm else 0.0, **common)
   elif cfg.objective == "metadata":
     it = batching.MetadataBatches(prepared, max_length=cfg.data.max_length, sampler=cfg.metadata.sampler,
@@ -116,8 +119,8 @@ def pad_to(batch: dict[str, np.ndarray], lengths: dict[str, int]) -> dict[str, n
   """Pads the sequence axis of the named arrays (ids with pad id 0 is harmless: the mask is 0 there)."""
   out = dict(batch)
   for k, length in lengths.items():
-    a = out[k]
-    if a.shape[1] < length:
+    a = out.get(k)
+    if a is not None and a.shape[1] < length:
       out[k] = np.pad(a, ((0, 0), (0, length - a.shape[1])))
   return out
 
@@ -321,7 +324,8 @@ def _pad_lengths(cfg) -> dict[str, int]:
     return {}
   if cfg.objective == "declutr":
     n = cfg.declutr.max_span + 2
-    return {"anchor_ids": n, "anchor_mask": n, "positive_ids": n, "positive_mask": n}
+    return {"anchor_ids": n, "anchor_mask": n, "positive_ids": n, "positive_mask": n, "positive_long_ids": n,
+            "positive_long_mask": n}
   n = cfg.data.max_length
   return {"input_ids": n, "attention_mask": n}
 
