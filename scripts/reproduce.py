@@ -43,6 +43,7 @@ class Corpus:
   eval_max_docs: int       # 0 = whole corpus; a seeded subset keeps CPU evaluation in minutes
   eval_max_length: int
   modes: str               # evaluation modes of `--modes auto` (fine-tuning is CPU-hours on long notes)
+  embed_dtype: str = "float32"  # frozen-encoder compute dtype for the probe's embeddings
 
 
 CORPORA = {
@@ -53,7 +54,10 @@ CORPORA = {
                         "probe"),
     "fda": Corpus("fda", "fda_device_recalls.jsonl.gz", "medical_specialty", "cause_group", 64, 16, 8, 16, 4000, 128,
                   "probe,finetune"),
-    "medquad": Corpus("medquad", "medquad_answers.jsonl.gz", "source", "qtype", 128, 32, 8, 8, 4000, 256, "probe"),
+    # MedQuAD: 4000 answers x 256 tokens x 7 models is ~40 CPU-minutes of float32 embedding here; bfloat16
+    # halves it (cosine >= 0.9999 to float32, docs/PERFORMANCE.md) and is the same for every model compared.
+    "medquad": Corpus("medquad", "medquad_answers.jsonl.gz", "source", "qtype", 128, 32, 8, 8, 4000, 256, "probe",
+                      "bfloat16"),
 }
 
 # Pre-training budgets (optimizer steps) sized for a 2-core CPU: minutes per run, not hours.
@@ -108,6 +112,7 @@ def eval_argv(c: Corpus, data_path: str, out: Path, smoke: bool, base: str, mode
     return argv
   return argv + [f"--config.modes={c.modes if modes == 'auto' else modes}", "--config.shots=8,16,32,64,all", "--config.seeds=0,1,2",
                  f"--config.max_length={c.eval_max_length}", f"--config.data.max_docs={c.eval_max_docs}",
+                 f"--config.embed_dtype={c.embed_dtype}",
                  # Fine-tuning every encoder weight costs ~100x a probe on this CPU: one shot size.
                  "--config.finetune.shots=16", "--config.finetune.max_epochs=3",
                  "--config.finetune.patience=2",
