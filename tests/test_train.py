@@ -110,8 +110,8 @@ def test_four_device_step_equals_one_device_step(tiny_model_dir):
     assert v["max_param_diff"] < 1e-6, (objective, v)
 
 
-def _train_cmd(workdir: Path, model_dir: Path, steps: int, *extra: str) -> list[str]:
-  return [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "configs" / "mlm.py:smoke"),
+def _train_cmd(workdir: Path, model_dir: Path, steps: int, *extra: str, objective: str = "mlm") -> list[str]:
+  return [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "configs" / f"{objective}.py:smoke"),
           "--workdir", str(workdir), f"--config.model.init={model_dir}", f"--config.total_steps={steps}",
           "--config.checkpoint.every=4", "--config.checkpoint.keep=5", *extra]
 
@@ -160,9 +160,22 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_equal_one_process_with_two_devices(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("objective", ["mlm", "declutr"])
+def test_two_processes_equal_one_process_with_two_devices(tiny_model_dir, tmp_path, objective):
   """Multi-host: two CPU processes on a localhost coordinator, one device each, per-host data shards; the
-  losses equal one process with two devices on the same global batch. Host 0 alone writes metrics."""
+  losses equal one process with two devices on the same global batch. Host 0 alone writes metrics.
+
+  DeCLUTR exercises the length-split positives across hosts: each host sorts only its own rows, so the two
+  layouts group the positives differently and `positive_index` must map them back to the same global order.
+  The model's dropout is off for it: dropout masks follow array positions, which differ between the layouts."""
+  if objective == "declutr":
+    import shutil
+    model = tmp_path / "no_dropout"
+    shutil.copytree(tiny_model_dir, model)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (model / "config.json").write_text(json.dumps(cfg))
+    tiny_model_dir = model
   steps = 4
   port = _free_port()
   base_env = {**os.environ, "JAX_PLATFORMS": "cpu"}
@@ -171,7 +184,8 @@ def test_two_processes_equal_one_process_with_two_devices(tiny_model_dir, tmp_pa
   for pid in range(2):
     cmd = _train_cmd(two, tiny_model_dir, steps, "--config.distributed.initialize=True",
                      f"--config.distributed.coordinator_address=127.0.0.1:{port}",
-                     "--config.distributed.num_processes=2", f"--config.distributed.process_id={pid}")
+                     "--config.distributed.num_processes=2", f"--config.distributed.process_id={pid}",
+                     objective=objective)
     procs.append(subprocess.Popen(cmd, env=base_env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True))
   outs = [p.communicate(timeout=600) for p in procs]
@@ -179,7 +193,8 @@ def test_two_processes_equal_one_process_with_two_devices(tiny_model_dir, tmp_pa
     assert p.returncode == 0, err[-3000:]
   one = tmp_path / "one_host"
   env2 = {**base_env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-  subprocess.run(_train_cmd(one, tiny_model_dir, steps), env=env2, check=True, capture_output=True, cwd=REPO)
+  subprocess.run(_train_cmd(one, tiny_model_dir, steps, objective=objective), env=env2, check=True,
+                 capture_output=True, cwd=REPO)
   a, b = _losses(two), _losses(one)
   assert sorted(a) == sorted(b) == list(range(1, steps + 1))
   for s in a:
