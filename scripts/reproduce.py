@@ -54,9 +54,10 @@ CORPORA = {
                         "probe"),
     "fda": Corpus("fda", "fda_device_recalls.jsonl.gz", "medical_specialty", "cause_group", 64, 16, 8, 16, 4000, 128,
                   "probe,finetune"),
-    # MedQuAD: 4000 answers x 256 tokens x 7 models is ~40 CPU-minutes of float32 embedding here; bfloat16
-    # halves it (cosine >= 0.9999 to float32, docs/PERFORMANCE.md) and is the same for every model compared.
-    "medquad": Corpus("medquad", "medquad_answers.jsonl.gz", "source", "qtype", 128, 32, 8, 8, 4000, 256, "probe",
+    # MedQuAD: a 2000-answer seeded subset (16 qtypes) embedded in bfloat16 — 4000 answers x 256 tokens x 7
+    # models in float32 is ~40 CPU-minutes here; bf16 halves it (cosine >= 0.9999 to float32,
+    # docs/PERFORMANCE.md) and is the same for every model compared.
+    "medquad": Corpus("medquad", "medquad_answers.jsonl.gz", "source", "qtype", 128, 32, 8, 8, 2000, 256, "probe",
                       "bfloat16"),
 }
 
