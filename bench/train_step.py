@@ -71,8 +71,8 @@ def run(objective: str, batch: int, seq_len: int, repeats: int, steps_per_repeat
         peaks.pop(k, None)
 
   tokens = info["tokens"]
-  res = {"objective": objective, "dtype": dtype, "batch": batch, "seq_len": seq_len, "shapes": info["shapes"], "tokens": tokens,
-         "corpus": info["corpus"], "repeats": repeats, "steps_per_repeat": steps_per_repeat,
+  res = {"objective": objective, "dtype": dtype, "batch": batch, "seq_len": seq_len, "shapes": info["shapes"],
+         "tokens": tokens, "corpus": info["corpus"], "repeats": repeats, "steps_per_repeat": steps_per_repeat,
          "machine": harness.machine_info(), "versions": versions, "loadavg_per_repeat": loads,
          "jax_compile_s": js["compile_s"], "jax_lower_s": js["lower_s"], "jax_first_step_s": js["first_step_s"],
          "torch_first_step_s": ts["first_step_s"], "losses": losses, **peaks}
@@ -131,8 +131,8 @@ def main(argv=None) -> int:
             harness.torch_python(args.torch_python), sys.executable, peak=not args.no_peak,
             torch_threads=args.torch_threads, dtype=args.dtype,
             log=lambda m: print(m, file=sys.stderr, flush=True))
-  print(f"{args.objective} ({args.dtype}): batch {res['shapes']}, {res['tokens']} tokens, {res['machine']['nproc']} cores, "
-        f"{res['machine']['cpu']}, torch threads {res['versions']['torch_threads']}")
+  print(f"{args.objective} ({args.dtype}): batch {res['shapes']}, {res['tokens']} tokens, "
+        f"{res['machine']['nproc']} cores, {res['machine']['cpu']}, torch threads {res['versions']['torch_threads']}")
   print(report(res))
   if args.json:
     print(json.dumps(res))

@@ -111,7 +111,8 @@ def eval_argv(c: Corpus, data_path: str, out: Path, smoke: bool, base: str, mode
           "--config.data.split_field=split", "--config.data.group_field="]
   if smoke:
     return argv
-  return argv + [f"--config.modes={c.modes if modes == 'auto' else modes}", "--config.shots=8,16,32,64,all", "--config.seeds=0,1,2",
+  return argv + [f"--config.modes={c.modes if modes == 'auto' else modes}", "--config.shots=8,16,32,64,all",
+                 "--config.seeds=0,1,2",
                  f"--config.max_length={c.eval_max_length}", f"--config.data.max_docs={c.eval_max_docs}",
                  f"--config.embed_dtype={c.embed_dtype}",
                  # Fine-tuning every encoder weight costs ~100x a probe on this CPU: one shot size.

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+SHARED = Path(__file__).resolve().parents[2] / "shared"   # ../shared beside the repository
+
 ROW_NAMES = {"base": "1 base (all-MiniLM-L6-v2)", "mlm": "2 MLM", "declutr": "3 DeCLUTR + MLM",
              "declutr_only": "4 DeCLUTR contrastive-only", "meta_supcon": "5 metadata + SupCon",
              "meta_classify": "6 metadata + classification head", "mlm_declutr": "7 MLM then DeCLUTR (staged)",
@@ -131,9 +133,6 @@ def write_results_md(out: Path, md_path: Path, corpora, budget, train_runs, eval
     parts += ["```", ""]
   md_path.write_text("\n".join(parts) + "\n")
   print(f"wrote {md_path}")
-
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def _relative(arg: str, out: Path, shared: Path) -> str:

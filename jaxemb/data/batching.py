@@ -436,7 +436,7 @@ class DeclutrBatches(_Batches):
     # function of the batch); the buckets are the global maxima of each half.
     order_HxR = np.argsort(plen_HxR, axis=1, kind="stable")
     half = plen_HxR.shape[1] // 2
-    sorted_HxR = np.take_along_axis(plen_HxR, order_HxR, axis=1)
+    sorted_HxR = np.sort(plen_HxR, axis=1)
     Ls = bucket_length(int(sorted_HxR[:, :half].max()), self.max_length)
     Ll = bucket_length(int(sorted_HxR[:, half:].max()), self.max_length)
     order_R = order_HxR[self.process_index]
