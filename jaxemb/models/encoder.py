@@ -245,15 +245,55 @@ def init_mlm_head(config: EncoderConfig, seed: int = 0) -> Params:
   return jax.tree.map(np.asarray, head)
 
 
+# Attention scores of one chunk of rows (rows x heads x L x L float32) kept under this many bytes on CPU.
+# Measured on a 2-core AMD EPYC with 32 MiB L3 (docs/PERFORMANCE.md, "Row chunks"): a whole 32 x 256 batch
+# (100 MB of scores per layer) runs 1.4x slower than 4- or 8-row chunks, and 16 x 512 2.2x slower than
+# 2-row chunks; chunks of 50 MB are as slow as no chunking.
+CPU_SCORES_BUDGET_BYTES = 24 * 2**20
+
+
+def rows_per_chunk(config: EncoderConfig, batch: int, length: int,
+                   budget_bytes: int = CPU_SCORES_BUDGET_BYTES) -> int:
+  """The largest divisor of `batch` whose float32 attention scores fit in `budget_bytes` (at least 1)."""
+  per_row = config.num_heads * length * length * 4
+  limit = max(1, budget_bytes // per_row)
+  return max(d for d in range(1, batch + 1) if batch % d == 0 and d <= limit)
+
+
+def pooled_embeddings(params_encoder: Params, ids_BxL, mask_BxL, *, config: EncoderConfig, dtype=jnp.float32,
+                      normalize: bool = False, chunk_rows: int | None = None):
+  """Mean-pooled embeddings B x D (inference: no dropout). With `chunk_rows` < B the encoder runs over
+  chunks of that many rows in sequence (`lax.map`), which keeps each chunk's activations in the CPU cache;
+  the result is the same function of the inputs (rows are independent)."""
+  b, length = ids_BxL.shape
+  if chunk_rows is not None and chunk_rows < b:
+    if b % chunk_rows:
+      raise ValueError(f"chunk_rows {chunk_rows} must divide the batch {b}")
+    chunks = (ids_BxL.reshape(b // chunk_rows, chunk_rows, length),
+              mask_BxL.reshape(b // chunk_rows, chunk_rows, length))
+    pooled = jax.lax.map(lambda c: pooled_embeddings(params_encoder, c[0], c[1], config=config, dtype=dtype,
+                                                     normalize=normalize), chunks)
+    return pooled.reshape(b, -1)
+  pooled = mean_pool(encode(params_encoder, ids_BxL, mask_BxL, config=config, dtype=dtype), mask_BxL)
+  if normalize:
+    pooled = pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
+  return pooled
+
+
 @functools.lru_cache(maxsize=None)
-def jitted_embed_fn(config: EncoderConfig, dtype_name: str = "float32", normalize: bool = False):
-  """jit(ids, mask -> pooled B x D) for the embedding path. Cached per (config, dtype, normalize)."""
+def jitted_embed_fn(config: EncoderConfig, dtype_name: str = "float32", normalize: bool = False,
+                    chunk: bool | None = None):
+  """jit(ids, mask -> pooled B x D) for the embedding path. Cached per (config, dtype, normalize, chunk).
+
+  chunk: run the batch in row chunks sized by `rows_per_chunk` (None = on a single CPU device, where it is
+  measured to pay; on accelerators one wide program is what keeps the chip busy)."""
   dtype = jnp.dtype(dtype_name)
+  if chunk is None:
+    chunk = jax.default_backend() == "cpu" and jax.device_count() == 1
 
   def fn(params_encoder, ids_BxL, mask_BxL):
-    pooled = mean_pool(encode(params_encoder, ids_BxL, mask_BxL, config=config, dtype=dtype), mask_BxL)
-    if normalize:
-      pooled = pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
-    return pooled
+    rows = rows_per_chunk(config, *ids_BxL.shape) if chunk else None
+    return pooled_embeddings(params_encoder, ids_BxL, mask_BxL, config=config, dtype=dtype, normalize=normalize,
+                             chunk_rows=rows)
 
   return jax.jit(fn)
