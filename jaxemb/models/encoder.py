@@ -163,9 +163,14 @@ class _Intermediate(nn.Module):
 
 
 class BertEncoder(nn.Module):
-  """Post-LN BERT/RoBERTa encoder: ids -> last hidden states. No pooler (the paper mean-pools)."""
+  """Post-LN BERT/RoBERTa encoder: ids -> last hidden states. No pooler (the paper mean-pools).
+
+  remat: recompute each layer's activations in the backward pass (`nn.remat`, i.e. `jax.checkpoint`) instead
+  of keeping them: activation memory falls from ~num_layers layers' worth to about one layer's, for ~1/3 more
+  compute. For long sequences / big batches on accelerators; the parameters and the result are unchanged."""
   config: EncoderConfig
   dtype: Any = jnp.float32
+  remat: bool = False
 
   @nn.compact
   def __call__(self, ids_BxL, mask_BxL, token_type_ids_BxL=None, dropout_rng=None, noise_alpha=0.0,
@@ -179,8 +184,9 @@ class BertEncoder(nn.Module):
                                                noise_rng)
     neg = jnp.finfo(jnp.float32).min
     bias_Bx1x1xL = jnp.where(mask_BxL[:, None, None, :] > 0, 0.0, neg).astype(jnp.float32)
+    layer = nn.remat(Layer) if self.remat else Layer
     for i in range(c.num_layers):
-      x_BxLxD = Layer(c, self.dtype, name=f"layer_{i}")(x_BxLxD, bias_Bx1x1xL, rngs[i + 1])
+      x_BxLxD = layer(c, self.dtype, name=f"layer_{i}")(x_BxLxD, bias_Bx1x1xL, rngs[i + 1])
     return x_BxLxD
 
 
@@ -206,10 +212,10 @@ class MLMHead(nn.Module):
 
 def encode(params_encoder: Params, input_ids_BxL, attention_mask_BxL, *, config: EncoderConfig,
            token_type_ids_BxL=None, dropout_rng=None, embed_noise_alpha: float = 0.0, noise_rng=None,
-           dtype=jnp.float32):
+           dtype=jnp.float32, remat: bool = False):
   """Last hidden states B x L x D (float32). Dropout only when `dropout_rng` is given; NEFTune noise only
-  when `embed_noise_alpha > 0` and `noise_rng` is given."""
-  return BertEncoder(config, dtype).apply(
+  when `embed_noise_alpha > 0` and `noise_rng` is given; `remat` recomputes layers in the backward pass."""
+  return BertEncoder(config, dtype, remat).apply(
       {"params": params_encoder}, input_ids_BxL, attention_mask_BxL, token_type_ids_BxL,
       dropout_rng, embed_noise_alpha, noise_rng)
 

@@ -17,21 +17,21 @@ from jaxemb.objectives.losses import nt_xent
 from jaxemb.objectives.mlm import mlm_loss_from_hidden
 
 
-def loss_fn(params, batch, rng: jax.Array, *, config, dtype, temperature: float = 0.05, use_mlm: bool = True,
-            positives: int = 2):
+def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False, temperature: float = 0.05,
+            use_mlm: bool = True, positives: int = 2):
   """Returns (contrastive + MLM, metrics). With use_mlm=False: the contrastive-only ablation."""
   rng_a, rng_p = jax.random.split(rng)
   hidden_NxLxD = encode(params["encoder"], batch["anchor_ids"], batch["anchor_mask"], config=config,
-                        dropout_rng=rng_a, dtype=dtype)
+                        dropout_rng=rng_a, dtype=dtype, remat=remat)
   anchors_NxD = mean_pool(hidden_NxLxD, batch["anchor_mask"])
   pos_hidden = encode(params["encoder"], batch["positive_ids"], batch["positive_mask"], config=config,
-                      dropout_rng=rng_p, dtype=dtype)
+                      dropout_rng=rng_p, dtype=dtype, remat=remat)
   pos_NPxD = mean_pool(pos_hidden, batch["positive_mask"])
   if "positive_index" in batch:
     # Length-split positives (DeclutrBatches(split_positives=True)): the longer half in its own padded
     # shape, then rows put back in anchor order. Dropout of the second pass uses its own key.
     long_hidden = encode(params["encoder"], batch["positive_long_ids"], batch["positive_long_mask"],
-                         config=config, dropout_rng=jax.random.fold_in(rng_p, 1), dtype=dtype)
+                         config=config, dropout_rng=jax.random.fold_in(rng_p, 1), dtype=dtype, remat=remat)
     pos_all = jnp.concatenate([pos_NPxD, mean_pool(long_hidden, batch["positive_long_mask"])], axis=0)
     pos_NPxD = pos_all[batch["positive_index"]]
   n, d = anchors_NxD.shape

@@ -25,15 +25,15 @@ def init_note_head(hidden_size: int, num_categories: int, seed: int, std: float 
           "bias": np.zeros((num_categories,), np.float32)}
 
 
-def loss_fn(params, batch, rng: jax.Array, *, config, dtype, note_loss: str = "supcon", weight: float = 0.1,
-            temperature: float = 0.1, use_mlm: bool = True, use_note: bool = True):
+def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False, note_loss: str = "supcon",
+            weight: float = 0.1, temperature: float = 0.1, use_mlm: bool = True, use_note: bool = True):
   """Returns (mlm + weight * note_loss, metrics); note-only runs use the note loss unweighted."""
   if note_loss not in NOTE_LOSSES:
     raise ValueError(f"note_loss must be one of {NOTE_LOSSES}, got {note_loss!r}")
   if not (use_mlm or use_note):
     raise ValueError("metadata objective with both MLM and the note loss switched off has nothing to train")
   hidden_BxLxD = encode(params["encoder"], batch["input_ids"], batch["attention_mask"], config=config,
-                        dropout_rng=rng, dtype=dtype)
+                        dropout_rng=rng, dtype=dtype, remat=remat)
   metrics = {}
   loss = jnp.float32(0.0)
   if use_mlm:

@@ -18,10 +18,10 @@ def mlm_loss_from_hidden(params, hidden_BxLxD, positions_BxM, labels_BxM, weight
   return masked_lm_loss(logits_BxMxV, labels_BxM, weights_BxM)
 
 
-def loss_fn(params, batch, rng: jax.Array, *, config, dtype):
+def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False):
   """MLM objective on an MLM batch (docs/ARCHITECTURE.md). Returns (loss, metrics)."""
   hidden_BxLxD = encode(params["encoder"], batch["input_ids"], batch["attention_mask"], config=config,
-                        dropout_rng=rng, dtype=dtype)
+                        dropout_rng=rng, dtype=dtype, remat=remat)
   loss, n = mlm_loss_from_hidden(params, hidden_BxLxD, batch["mlm_positions"], batch["mlm_labels"],
                                  batch["mlm_weights"], config=config, dtype=dtype)
   return loss, {"mlm_loss": loss, "n_predictions": n}

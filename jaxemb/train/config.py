@@ -24,6 +24,9 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   c.model.init = "minilm"     # HF folder, "minilm", or a previous jaxemb workdir (staging, e.g. MLM -> DeCLUTR)
   c.model.dtype = "float32"   # compute dtype of matmuls: float32 or bfloat16 (parameters stay float32)
   c.model.head_seed = 0       # seed of a freshly initialised MLM head (all-MiniLM-L6-v2 ships none)
+  # Recompute each encoder layer in the backward pass (jax.checkpoint): ~1/3 more compute, activation memory
+  # of about one layer instead of all. For long sequences on accelerators; on this CPU it only costs time.
+  c.model.remat = False
 
   c.data = ml_collections.ConfigDict()
   c.data.path = ""            # "" = the generated quick-start corpus (synthetic; only for trying the tool)

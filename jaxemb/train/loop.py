@@ -128,7 +128,7 @@ def pad_to(batch: dict[str, np.ndarray], lengths: dict[str, int]) -> dict[str, n
 # ============================================================================================ model & loss
 def make_loss_fn(cfg: ml_collections.ConfigDict, encoder: Encoder):
   dtype = jnp.dtype(cfg.model.dtype)
-  common = dict(config=encoder.config, dtype=dtype)
+  common = dict(config=encoder.config, dtype=dtype, remat=bool(cfg.model.remat))
   if cfg.objective == "mlm":
     return partial(mlm.loss_fn, **common)
   if cfg.objective == "declutr":
