@@ -56,7 +56,7 @@ def main(argv=None) -> int:
       t0 = time.perf_counter()
       jax.block_until_ready(fns[k](params, ids, mask))
       secs[k].append(time.perf_counter() - t0)
-  auto = rows_per_chunk(enc.config, b, length)
+  auto = rows_per_chunk(b, length)
   ref = outs[chunks[0]]
   rows = []
   res = {"batch": b, "seq_len": length, "auto_rows": auto, "machine": harness.machine_info(), "variants": {}}

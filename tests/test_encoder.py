@@ -76,16 +76,16 @@ def test_row_chunked_embedding_matches_the_torch_reference(minilm):
     pooled_embeddings(minilm.params["encoder"], ids_BxL, mask_BxL, config=minilm.config, chunk_rows=3)
 
 
-def test_rows_per_chunk_keeps_scores_under_the_budget(minilm):
-  # MiniLM: 12 heads; one row's float32 scores at L=256 are 12 * 256 * 256 * 4 B = 3 MiB, so a 24 MiB budget
-  # holds 8 rows; at L=512 (12 MiB a row) 2; at L=128 (0.75 MiB) all 32; a batch of 30 at L=256 -> 6 (the
-  # largest divisor of 30 that is <= 8); a row over budget still runs alone.
-  c = minilm.config
-  assert rows_per_chunk(c, 32, 256) == 8
-  assert rows_per_chunk(c, 16, 512) == 2
-  assert rows_per_chunk(c, 32, 128) == 32
-  assert rows_per_chunk(c, 30, 256) == 6
-  assert rows_per_chunk(c, 4, 512, budget_bytes=2**20) == 1
+def test_rows_per_chunk_is_the_largest_divisor_within_the_token_budget():
+  # 512 tokens a chunk: 32 x 128 -> 4 rows, 32 x 256 -> 2, 16 x 512 -> 1, 32 x 64 -> 8; a batch of 30 at
+  # length 64 -> 6 (the largest divisor of 30 that is <= 8); a row longer than the budget still runs alone.
+  assert rows_per_chunk(32, 128) == 4
+  assert rows_per_chunk(32, 256) == 2
+  assert rows_per_chunk(16, 512) == 1
+  assert rows_per_chunk(32, 64) == 8
+  assert rows_per_chunk(30, 64) == 6
+  assert rows_per_chunk(4, 1024) == 1
+  assert rows_per_chunk(3, 16, tokens=4096) == 3
 
 
 def test_minilm_hidden_states_match_torch(minilm):

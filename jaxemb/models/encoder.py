@@ -251,18 +251,16 @@ def init_mlm_head(config: EncoderConfig, seed: int = 0) -> Params:
   return jax.tree.map(np.asarray, head)
 
 
-# Attention scores of one chunk of rows (rows x heads x L x L float32) kept under this many bytes on CPU.
-# Measured on a 2-core AMD EPYC with 32 MiB L3 (docs/PERFORMANCE.md, "Row chunks"): a whole 32 x 256 batch
-# (100 MB of scores per layer) runs 1.4x slower than 4- or 8-row chunks, and 16 x 512 2.2x slower than
-# 2-row chunks; chunks of 50 MB are as slow as no chunking.
-CPU_SCORES_BUDGET_BYTES = 24 * 2**20
+# Tokens per row chunk of the CPU embedding path. Measured on a 2-core AMD EPYC (1 MiB L2 per core, 32 MiB L3;
+# bench/embed_chunks.py, docs/PERFORMANCE.md "Row chunks"): chunks of ~512 tokens were the fastest at every
+# shape tried (32 x 128: 4 rows; 32 x 256: 2 rows, 1.45x faster than the whole batch; 16 x 512: 1 row, 2.0x),
+# while chunks holding >= 48 MiB of attention scores per layer were as slow as no chunking.
+CPU_CHUNK_TOKENS = 512
 
 
-def rows_per_chunk(config: EncoderConfig, batch: int, length: int,
-                   budget_bytes: int = CPU_SCORES_BUDGET_BYTES) -> int:
-  """The largest divisor of `batch` whose float32 attention scores fit in `budget_bytes` (at least 1)."""
-  per_row = config.num_heads * length * length * 4
-  limit = max(1, budget_bytes // per_row)
+def rows_per_chunk(batch: int, length: int, tokens: int = CPU_CHUNK_TOKENS) -> int:
+  """The largest divisor of `batch` with at most `tokens` tokens per chunk (at least 1 row)."""
+  limit = max(1, tokens // length)
   return max(d for d in range(1, batch + 1) if batch % d == 0 and d <= limit)
 
 
@@ -298,7 +296,7 @@ def jitted_embed_fn(config: EncoderConfig, dtype_name: str = "float32", normaliz
     chunk = jax.default_backend() == "cpu" and jax.device_count() == 1
 
   def fn(params_encoder, ids_BxL, mask_BxL):
-    rows = rows_per_chunk(config, *ids_BxL.shape) if chunk else None
+    rows = rows_per_chunk(*ids_BxL.shape) if chunk else None
     return pooled_embeddings(params_encoder, ids_BxL, mask_BxL, config=config, dtype=dtype, normalize=normalize,
                              chunk_rows=rows)
 
