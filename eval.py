@@ -339,6 +339,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if flags.FLAGS.config is None or not flags.FLAGS.workdir:
     raise app.UsageError("--config and --workdir are required")
+  from jaxemb.eval.embed import use_every_cpu_core_as_a_device
+  use_every_cpu_core_as_a_device()  # before anything starts jax's backends
   sys.exit(run_cli(flags.FLAGS.config, flags.FLAGS.workdir))
 
 

@@ -53,15 +53,21 @@ def main(argv=None) -> int:
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--torch-python", default=None)
   p.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
+  p.add_argument("--cpu-devices", default="auto",
+                 help="CPU devices of the jax worker: auto = one per core, as eval.py and `python -m "
+                 "jaxemb.eval.embed` set it; 1 = a plain process's default")
   p.add_argument("--json", action="store_true")
   args = p.parse_args(argv)
+  import os
+  cpu_devices = str(os.cpu_count() or 1) if args.cpu_devices == "auto" else args.cpu_devices
   import numpy as np
 
   corpus, texts = load_texts(args.n)
   torch_py, torch_threads = harness.torch_python(args.torch_python), args.torch_threads
   log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
   with tempfile.TemporaryDirectory(prefix="jaxemb-bench-") as tmp, \
-       harness.Worker("jax", sys.executable) as jx, harness.Worker("torch", torch_py, torch_threads=torch_threads) as pt:
+       harness.Worker("jax", sys.executable, env={"JAX_NUM_CPU_DEVICES": cpu_devices}) as jx, \
+       harness.Worker("torch", torch_py, torch_threads=torch_threads) as pt:
     texts_file = Path(tmp) / "texts.json"
     texts_file.write_text(json.dumps(texts))
     setup = dict(texts_file=str(texts_file), batch_size=args.batch_size, max_length=args.max_length)
@@ -79,7 +85,7 @@ def main(argv=None) -> int:
     diff = float(np.abs(np.load(outs["jax"]) - np.load(outs["torch"])).max())
 
   tokens = js["tokens"]
-  res = {"corpus": corpus, "n": len(texts), "batch_size": args.batch_size, "max_length": args.max_length,
+  res = {"corpus": corpus, "n": len(texts), "jax_cpu_devices": int(cpu_devices), "batch_size": args.batch_size, "max_length": args.max_length,
          "tokens": tokens, "jax_padded_tokens": js["padded_tokens_buckets"], "machine": harness.machine_info(),
          "loadavg_per_repeat": loads, "jax_first_call_s": js["first_call_s"], "torch_first_call_s": ts["first_call_s"],
          "max_abs_diff": diff}
@@ -89,7 +95,8 @@ def main(argv=None) -> int:
                 f"{fw}_texts_per_sec": len(texts) / med, f"{fw}_peak_rss_mb": rss[fw]})
   res["ratio"] = res["jax_tokens_per_sec"] / res["torch_tokens_per_sec"]
   print(f"embed {len(texts)} texts ({tokens} tokens, max_length {args.max_length}, batch {args.batch_size}) from "
-        f"{Path(corpus).name}; {res['machine']['nproc']} cores {res['machine']['cpu']}")
+        f"{Path(corpus).name}; {res['machine']['nproc']} cores {res['machine']['cpu']}; jax on {cpu_devices} CPU "
+        "device(s)")
   print(harness.table(
       ["framework", "median s", "min-max", "texts/s", "tokens/s", "first call s", "peak RSS MB"],
       [[fw, res[f"{fw}_s"], harness.spread(secs[fw]), res[f"{fw}_texts_per_sec"], res[f"{fw}_tokens_per_sec"],

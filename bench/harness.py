@@ -52,11 +52,12 @@ class Worker:
   """One framework's process. `call(cmd, **kw)` -> the reply dict (raises WorkerError with the worker's
   traceback and stderr tail on failure). Every reply carries `rss_mb` (now) and `maxrss_mb` (high-water)."""
 
-  def __init__(self, framework: str, python: str, *, quiet: bool = True, torch_threads: int | None = None):
+  def __init__(self, framework: str, python: str, *, quiet: bool = True, torch_threads: int | None = None,
+               env: dict[str, str] | None = None):
     self.framework = framework
     self._log = tempfile.NamedTemporaryFile(prefix=f"jaxemb-bench-{framework}-", suffix=".log", delete=False)
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", **(env or {}))
     if torch_threads:
       env["JAXEMB_BENCH_TORCH_THREADS"] = str(torch_threads)
     self.proc = subprocess.Popen([python, str(WORKER), framework], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

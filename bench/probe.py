@@ -48,6 +48,8 @@ def main(argv=None) -> int:
   from sklearn.preprocessing import StandardScaler
 
   sys.path.insert(0, str(harness.REPO))
+  from jaxemb.eval.embed import use_every_cpu_core_as_a_device
+  use_every_cpu_core_as_a_device()  # as eval.py does (a cache miss embeds the corpus here)
   from configs.eval import get_config
   from jaxemb.eval.cache import cached_embeddings
   from jaxemb.eval.dataset import load_eval_data

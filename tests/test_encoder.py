@@ -233,6 +233,9 @@ assert jax.device_count() == 4
 enc = Encoder.from_pretrained({str(tiny_model_dir)!r})
 texts = ["note %d about dyspnea" % i * (i % 7 + 1) for i in range(13)]
 np.save({str(tiny_model_dir / 'multi.npy')!r}, enc.embed(texts, batch_size=8, max_length=64))
+# 16 rows of ~200 tokens: 4 rows a device, which each device runs in chunks of 2 (shard_map + lax.map).
+long = ["chest pain radiating to the left arm, troponin negative %d " % i * (i % 3 + 14) for i in range(16)]
+np.save({str(tiny_model_dir / 'multi_long.npy')!r}, enc.embed(long, batch_size=16, max_length=256))
 """
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
          "PYTHONPATH": str(REPO)}
@@ -241,3 +244,7 @@ np.save({str(tiny_model_dir / 'multi.npy')!r}, enc.embed(texts, batch_size=8, ma
   texts = ["note %d about dyspnea" % i * (i % 7 + 1) for i in range(13)]
   single = enc.embed(texts, batch_size=8, max_length=64)
   np.testing.assert_allclose(np.load(tiny_model_dir / "multi.npy"), single, atol=1e-5)
+  long = ["chest pain radiating to the left arm, troponin negative %d " % i * (i % 3 + 14) for i in range(16)]
+  assert 128 < max(len(x) for x in enc.tokenize(long, 256)) <= 256
+  single_long = enc.embed(long, batch_size=16, max_length=256)
+  np.testing.assert_allclose(np.load(tiny_model_dir / "multi_long.npy"), single_long, atol=1e-5)
