@@ -157,7 +157,10 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   from jaxemb.eval import report
   from jaxemb.eval.cache import cached_embeddings
 
+  from jaxemb.train.loop import enable_compilation_cache
+
   t_start = time.time()
+  enable_compilation_cache(cfg.compilation_cache)
   out = Path(workdir).expanduser()
   s = _parse_settings(cfg)
   for spec in s["models"]:

@@ -11,7 +11,8 @@ Reference: what a user would write without jaxemb — for each run, scikit-learn
 rows) + LogisticRegression (lbfgs, C=1, max_iter 1000), predict_proba on validation + test.
 
 Timed: the first jaxemb call in this process ("cold": XLA compilation included, which is what one eval.py run
-pays; the persistent compilation cache is off here) and warm repetitions, interleaved with the reference.
+pays without a persistent compilation cache; --compilation-cache DIR turns one on) and warm repetitions,
+interleaved with the reference.
 Embeddings come from eval.py's cache (`--cache-dir`, default ~/.cache/jaxemb-bench/emb); a miss embeds the
 corpus first (minutes on CPU; reported apart, not part of any ratio). Test macro-F1 means are printed so the
 two sides are seen to solve the same problem. With --json the last stdout line is one JSON object.
@@ -40,8 +41,15 @@ def main(argv=None) -> int:
   p.add_argument("--seeds", default="0,1,2,3,4")
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--cache-dir", default=str(harness.default_cache_dir() / "emb"))
+  p.add_argument("--compilation-cache", default="",
+                 help="persistent XLA compilation cache folder (default off: the cold call compiles); run twice "
+                 "with the same folder to time a cold call that loads eval.py's cached programs")
   p.add_argument("--json", action="store_true")
   args = p.parse_args(argv)
+  if args.compilation_cache:
+    import jax
+    jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
   import numpy as np
   from sklearn.linear_model import LogisticRegression

@@ -30,6 +30,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # (`grep amx /proc/cpuinfo`) and on accelerators, cosine >= 0.9999 to float32 on MTSamples (docs/PERFORMANCE.md).
   config.embed_dtype = "float32"
   config.cache_dir = ""            # embedding cache; "" = WORKDIR/cache
+  # Persistent XLA compilation cache ("auto" = $JAXEMB_CACHE_DIR/xla, default ~/.cache/jaxemb/xla; "" = off):
+  # a second evaluation skips compiling the embedding, probe-grid and fine-tuning programs.
+  config.compilation_cache = "auto"
 
   config.data = ml_collections.ConfigDict()
   config.data.path = ""            # "" = the synthetic quick-start corpus (generated on first use)
