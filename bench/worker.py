@@ -209,15 +209,16 @@ class _variant:
   """Bench-local lever toggles for the jax step (bench/levers.py), applied while the step is traced.
 
   default: the package as it is. full_vocab: the LM head and CE on every position (B*L rows, HF-style) instead
-  of the M gathered prediction slots. bernoulli_dropout: `jax.random.bernoulli` per element instead of two
-  16-bit decisions per random word. no_attention_dropout: dropout on the B x H x L x L attention probabilities
+  of the M gathered prediction slots. bernoulli_dropout: `jax.random.bernoulli` per element instead of the
+  hashed counter. threefry_dropout: the previous dropout (threefry bits, two 16-bit decisions per word). no_attention_dropout: dropout on the B x H x L x L attention probabilities
   switched off (a diagnostic, NOT equivalent training: it bounds what a cheaper attention dropout could gain).
   single_positive_group (DeCLUTR; applied to the batch in train_setup): all positives in one array padded to
   the longest, as before declutr.split_positives.
   """
 
   def __init__(self, name: str, objective: str):
-    if name not in ("default", "full_vocab", "bernoulli_dropout", "no_attention_dropout", "single_positive_group"):
+    if name not in ("default", "full_vocab", "bernoulli_dropout", "threefry_dropout", "no_attention_dropout",
+                    "single_positive_group"):
       raise ValueError(f"unknown variant {name!r}")
     self.name, self.objective, self.undo = name, objective, []
 
@@ -253,6 +254,16 @@ class _variant:
         keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
         return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
       self._swap(enc_mod, "dropout", bernoulli_dropout)
+    elif self.name == "threefry_dropout":
+      def threefry_dropout(x, rate, rng):  # jaxemb's dropout before 2026-12: threefry bits, two 16-bit decisions
+        if rng is None or rate <= 0.0:
+          return x
+        n = x.size
+        bits = jax.random.bits(rng, ((n + 1) // 2,), jnp.uint32)
+        halves = jnp.stack([bits & 0xFFFF, bits >> 16], axis=-1).reshape(-1)[:n].reshape(x.shape)
+        threshold = int(round(rate * 65536))
+        return jnp.where(halves >= threshold, x / (1.0 - threshold / 65536.0), jnp.zeros_like(x))
+      self._swap(enc_mod, "dropout", threefry_dropout)
     elif self.name == "no_attention_dropout":
       packaged = enc_mod.dropout
       # Only the attention probabilities are 4-D (B x H x L x L); hidden-state dropout stays.

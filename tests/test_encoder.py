@@ -220,9 +220,28 @@ def test_dropout_only_with_rng():
   assert dropout(x, 0.1, None) is x
   y = np.asarray(dropout(x, 0.1, jax.random.PRNGKey(0)))
   kept = y != 0
-  # 8192 Bernoulli(0.9) draws: 0.9 +- 4 sigma (sigma = 0.0033); kept values rescaled by 1/0.9.
+  # 8192 Bernoulli(0.9) draws: 0.9 +- 4 sigma (sigma = 0.0033); kept values rescaled by 1/0.9 (threshold
+  # round(0.1 * 2^32) = 429496730, keep_prob = 1 - 429496730 / 2^32).
   assert abs(kept.mean() - 0.9) < 0.014
-  np.testing.assert_allclose(y[kept], 1 / (1 - 6554 / 65536), rtol=1e-6)
+  np.testing.assert_allclose(y[kept], 1 / (1 - 429496730 / 2**32), rtol=1e-6)
+
+
+def test_dropout_decisions_behave_like_independent_draws():
+  """The hashed-counter masks, checked against what independent Bernoulli(keep) draws give (closed forms):
+  rate over 2^20 elements within 4 sigma; neighbours along either axis kept together with probability
+  keep^2 (a counter hash with poor mixing would correlate them); masks of two keys, and of rates 0.1 / 0.5,
+  agree only as often as independent masks would."""
+  n_rows, n_cols = 1024, 1024
+  x = jnp.ones((n_rows, n_cols))
+  for rate in (0.1, 0.5):
+    keep = 1 - rate
+    k1 = np.asarray(dropout(x, rate, jax.random.PRNGKey(1))) != 0
+    k2 = np.asarray(dropout(x, rate, jax.random.PRNGKey(2))) != 0
+    sigma = np.sqrt(keep * (1 - keep) / k1.size)
+    assert abs(k1.mean() - keep) < 4 * sigma
+    for both in ((k1[:, 1:] & k1[:, :-1]).mean(), (k1[1:, :] & k1[:-1, :]).mean(), (k1 & k2).mean()):
+      # a product of two Bernoulli(keep): mean keep^2, sigma <= sqrt(keep^2 (1 - keep^2) / n) (+ margin)
+      assert abs(both - keep**2) < 5 * np.sqrt(keep**2 * (1 - keep**2) / k1.size), (rate, both)
 
 
 def test_sharded_embed_equals_single_device(tiny_model_dir):

@@ -4,8 +4,8 @@ Layout choices (measured on a 2-core CPU, see docs/PERFORMANCE.md and ../shared/
 - Dense weights are stored as Hugging Face stores them, `(out, in)`, and contracted on their last axis.
   XLA then needs no transposes, and weight conversion is a rename.
 - Attention runs in (batch, head, seq, dim) layout with a float32 softmax.
-- Dropout draws one 32-bit word per two elements (16-bit decisions): `jax.random.bernoulli` per element
-  dominates a CPU train step.
+- Dropout decisions come from a counter-based hash seeded by the rng (`dropout`): `jax.random.bernoulli`
+  (or threefry bits) per element dominates a CPU train step at long sequences.
 - Matmul inputs are cast to the compute dtype with float32 accumulation; parameters, LayerNorm and softmax
   stay float32.
 
@@ -32,20 +32,35 @@ from jaxemb.models.config import EncoderConfig
 Params = dict[str, Any]
 
 
+def _mix32(h: jax.Array) -> jax.Array:
+  """murmur3's 32-bit finaliser: a bijection of uint32 in which every input bit flips each output bit with
+  probability ~1/2."""
+  h = h ^ (h >> 16)
+  h = h * jnp.uint32(0x85EBCA6B)
+  h = h ^ (h >> 13)
+  h = h * jnp.uint32(0xC2B2AE35)
+  return h ^ (h >> 16)
+
+
 def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
   """Inverted dropout; identity when rng is None or rate == 0.
 
-  Each 32-bit random word gives two 16-bit keep/drop decisions (rate resolution 1/65536).
+  The keep/drop decisions are a counter-based hash, mix(mix(i ^ s0) + s1) of each element's flat index i,
+  with the two 32-bit seeds s0, s1 drawn from `rng` (threefry): one fused elementwise pass, 4.6x cheaper on
+  CPU than drawing threefry bits for every element (a 4 x 12 x 512 x 512 attention dropout: 28 vs 126 ms,
+  docs/PERFORMANCE.md), and the same on every device layout (the index is global under SPMD). The threshold
+  has 32-bit resolution; kept values are scaled by 1 / keep_prob.
   """
   if rng is None or rate <= 0.0:
     return x
-  n = x.size
-  bits = jax.random.bits(rng, ((n + 1) // 2,), jnp.uint32)
-  halves = jnp.stack([bits & 0xFFFF, bits >> 16], axis=-1).reshape(-1)[:n].reshape(x.shape)
-  threshold = int(round(rate * 65536))
-  keep = halves >= threshold
-  keep_prob = 1.0 - threshold / 65536.0
-  return jnp.where(keep, x / keep_prob, jnp.zeros_like(x))
+  if x.size >= 2**32:
+    raise ValueError(f"dropout over {x.size} elements: the 32-bit element counter would wrap")
+  seed = jax.random.bits(rng, (2,), jnp.uint32)
+  counter = jax.lax.iota(jnp.uint32, x.size).reshape(x.shape)
+  bits = _mix32(_mix32(counter ^ seed[0]) + seed[1])
+  threshold = min(int(round(rate * 2**32)), 2**32 - 1)
+  keep_prob = 1.0 - threshold / 2**32
+  return jnp.where(bits >= jnp.uint32(threshold), x / keep_prob, jnp.zeros_like(x))
 
 
 class Linear(nn.Module):
