@@ -27,7 +27,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.max_length = 256          # tokens per document (embedding and fine-tuning)
   config.embed_batch_size = 32
   # Compute dtype of the frozen encoder when embedding: "bfloat16" is ~2x faster on CPUs with AMX
-  # (`grep amx /proc/cpuinfo`) and on accelerators, cosine >= 0.9999 to float32 on MTSamples (docs/PERFORMANCE.md).
+  # (`grep amx /proc/cpuinfo`) and on accelerators, slower on CPUs without bf16 units (e.g. AMD Zen 3);
+  # cosine >= 0.9999 to float32 on MTSamples (docs/PERFORMANCE.md).
   config.embed_dtype = "float32"
   config.cache_dir = ""            # embedding cache; "" = WORKDIR/cache
   # Persistent XLA compilation cache ("auto" = $JAXEMB_CACHE_DIR/xla, default ~/.cache/jaxemb/xla; "" = off):
