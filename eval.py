@@ -156,7 +156,6 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   Returns {"paths": {...}, "runs": [...], "geometry": [...], "dataset": {...}}."""
   from jaxemb.eval import report
   from jaxemb.eval.cache import cached_embeddings
-
   from jaxemb.train.loop import enable_compilation_cache
 
   t_start = time.time()

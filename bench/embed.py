@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -58,7 +59,6 @@ def main(argv=None) -> int:
                  "jaxemb.eval.embed` set it; 1 = a plain process's default")
   p.add_argument("--json", action="store_true")
   args = p.parse_args(argv)
-  import os
   cpu_devices = str(os.cpu_count() or 1) if args.cpu_devices == "auto" else args.cpu_devices
   import numpy as np
 
@@ -85,7 +85,8 @@ def main(argv=None) -> int:
     diff = float(np.abs(np.load(outs["jax"]) - np.load(outs["torch"])).max())
 
   tokens = js["tokens"]
-  res = {"corpus": corpus, "n": len(texts), "jax_cpu_devices": int(cpu_devices), "batch_size": args.batch_size, "max_length": args.max_length,
+  res = {"corpus": corpus, "n": len(texts), "jax_cpu_devices": int(cpu_devices), "batch_size": args.batch_size,
+         "max_length": args.max_length,
          "tokens": tokens, "jax_padded_tokens": js["padded_tokens_buckets"], "machine": harness.machine_info(),
          "loadavg_per_repeat": loads, "jax_first_call_s": js["first_call_s"], "torch_first_call_s": ts["first_call_s"],
          "max_abs_diff": diff}

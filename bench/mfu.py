@@ -121,10 +121,11 @@ def run(model: str, batch: int, seq_len: int, dtype: str, remat: bool, steps: in
           "vocab_size": c.vocab_size, "num_heads": c.num_heads}
   flops = harness.train_step_flops("mlm", shapes, dims, "jax")
   kind = devices[0].device_kind
+  sheet = datasheet_peak(kind)
   if peak_tflops:
     peak, peak_source = peak_tflops * 1e12, "--peak-tflops"
-  elif datasheet_peak(kind):
-    peak, peak_source = datasheet_peak(kind), f"datasheet dense bf16 for {kind!r}"
+  elif sheet:
+    peak, peak_source = sheet, f"datasheet dense bf16 for {kind!r}"
   else:
     peak, peak_source = measured_matmul_peak(dtype), f"measured 2048^2 {dtype} jit matmul (no datasheet entry)"
   total_peak = peak * len(devices)

@@ -159,8 +159,8 @@ class Encoder:
 
     Texts are sorted by length and each batch is padded to the next multiple of 32 tokens, so little
     padding is computed and the forward pass compiles at most max_length / 32 times. With several devices
-    each batch is sharded over them; on one CPU device it runs in chunks of ~512 tokens whose activations
-    stay in cache (`encoder.rows_per_chunk`; 1.2-2x faster at 128-512 tokens, docs/PERFORMANCE.md).
+    each batch is sharded over them. On CPU each device runs its rows in chunks of ~512 tokens whose
+    activations stay in cache (`encoder.rows_per_chunk`; 1.2-2x faster at 128-512 tokens, docs/PERFORMANCE.md).
     """
     ids = self.tokenize(texts, max_length)
     n = len(ids)
