@@ -198,11 +198,17 @@ class JaxSide:
 
 
 def _bucketed_tokens(ids, batch_size, max_length) -> int:
-  """Padded tokens Encoder.embed computes: length-sorted batches padded to a bucket (and to a full batch)."""
-  from jaxemb.data.batching import bucket_length
+  """Padded tokens Encoder.embed computes: length-sorted batches (the tail split by inference_batch_sizes),
+  each padded to its inference bucket."""
+  import jax
+  from jaxemb.data.batching import inference_batch_sizes, inference_bucket_length
+  n_dev = jax.device_count()
   lens = sorted((len(x) for x in ids), reverse=True)
-  return sum(bucket_length(max(lens[s:s + batch_size]), max_length) * batch_size
-             for s in range(0, len(lens), batch_size))
+  total, start = 0, 0
+  for size in inference_batch_sizes(len(lens), -(-batch_size // n_dev) * n_dev, n_dev):
+    total += inference_bucket_length(lens[start], max_length) * size
+    start += size
+  return total
 
 
 class _variant:

@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from jaxemb.data.batching import (LENGTH_BUCKETS, DeclutrBatches, MetadataBatches, MLMBatches,  # noqa: E402
-                                  mlm_max_predictions)
+                                  inference_batch_sizes, mlm_max_predictions)
 from jaxemb.data.corpus import Fields  # noqa: E402
 
 FIELDS = Fields(text="text", label="specialty", metadata="note_type", group="group", split="split", id="id")
@@ -238,3 +238,21 @@ def test_invalid_settings_raise(prepared):
     MLMBatches(prepared, batch_size=8, packing="pack")
   with pytest.raises(ValueError, match="available"):
     MLMBatches(prepared, batch_size=10_000, packing="truncate")
+
+
+def test_inference_batch_sizes_split_the_tail_into_halvings():
+  """Hand-worked: 500 rows in batches of 32 on 2 devices = 15 full batches + a 20-row tail = 16 + 4 (no padded
+  row; padding the tail to 32 would compute 12 empty rows). Tails below the smallest allowed size (the
+  device count) are padded up to it; sizes stay multiples of the device count."""
+  assert inference_batch_sizes(500, 32, 2) == [32] * 15 + [16, 4]
+  assert inference_batch_sizes(21, 32, 2) == [16, 4, 2]      # 1 padded row
+  assert inference_batch_sizes(1, 32, 2) == [2]
+  assert inference_batch_sizes(9, 4, 1) == [4, 4, 1]
+  assert inference_batch_sizes(13, 8, 4) == [8, 4, 4]        # 3 padded rows: 4 is the smallest multiple of 4
+  assert inference_batch_sizes(7, 6, 2) == [6, 6]            # 6 / 2 = 3 is no multiple of 2: full batches only
+  assert inference_batch_sizes(0, 32, 1) == []
+  for n in range(1, 70):
+    sizes = inference_batch_sizes(n, 32, 2)
+    assert all(s % 2 == 0 for s in sizes) and n <= sum(sizes) < n + 2
+  with pytest.raises(ValueError, match="multiple of 2"):
+    inference_batch_sizes(10, 5, 2)

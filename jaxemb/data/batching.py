@@ -49,6 +49,30 @@ def inference_bucket_length(n_tokens: int, max_length: int, step: int = 32) -> i
   return min(max_length, max(step, -(-n_tokens // step) * step))
 
 
+def inference_batch_sizes(n: int, batch_size: int, multiple: int = 1) -> list[int]:
+  """Row counts of the forward-only batches that cover `n` rows: full batches of `batch_size`, then the tail
+  split into halvings of batch_size (batch_size/2, /4, ... while still multiples of `multiple`, the device
+  count), largest first; the last one padded up to the smallest size. Padding a 20-row tail to 32 rows
+  computes 60% more rows than needed; 16 + 4 computes none. Each distinct size compiles once per length
+  bucket, and there are at most log2(batch_size / multiple) of them.
+
+  batch_size must be a multiple of `multiple`. Sum of the result >= n, and < n + the smallest size."""
+  if batch_size < 1 or multiple < 1 or batch_size % multiple:
+    raise ValueError(f"batch_size {batch_size} must be a positive multiple of {multiple}")
+  sizes = [batch_size] * (n // batch_size)
+  rest = n - len(sizes) * batch_size
+  allowed, s = [], batch_size // 2
+  while s >= multiple and s % multiple == 0:
+    allowed.append(s)
+    s //= 2
+  allowed = allowed or [batch_size]
+  while rest > 0:
+    size = next((a for a in allowed if a <= rest), allowed[-1])
+    sizes.append(size)
+    rest -= size
+  return sizes
+
+
 def pad_sequences(seqs: Sequence[Sequence[int]], n_rows: int, length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
   """Token id lists (special tokens included) -> ids_BxL padded with pad_id and attention_mask_BxL, with
   n_rows >= len(seqs) rows (extra rows are all padding, mask 0)."""

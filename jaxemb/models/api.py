@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxemb.data.batching import inference_bucket_length, pad_sequences
+from jaxemb.data.batching import inference_batch_sizes, inference_bucket_length, pad_sequences
 from jaxemb.models import convert
 from jaxemb.models.config import EncoderConfig
 from jaxemb.models.encoder import init_mlm_head, jitted_embed_fn
@@ -157,9 +157,10 @@ class Encoder:
             dtype: str = "float32") -> np.ndarray:
     """Embeddings float32 [N, D] in input order: masked mean of the last hidden layer over non-pad tokens.
 
-    Texts are sorted by length and each batch is padded to the next multiple of 32 tokens, so little
-    padding is computed and the forward pass compiles at most max_length / 32 times. With several devices
-    each batch is sharded over them. On CPU each device runs its rows in chunks of ~512 tokens whose
+    Texts are sorted by length and each batch is padded to the next multiple of 32 tokens; a last partial
+    batch is split into halvings of batch_size (`inference_batch_sizes`: 20 rows run as 16 + 4, not padded
+    to 32). So little padding is computed, and the forward pass compiles once per (rows, length) bucket.
+    With several devices each batch is sharded over them. On CPU each device runs its rows in chunks of ~512 tokens whose
     activations stay in cache (`encoder.rows_per_chunk`; 1.2-2x faster at 128-512 tokens, docs/PERFORMANCE.md).
     """
     ids = self.tokenize(texts, max_length)
@@ -178,10 +179,12 @@ class Encoder:
     out = np.zeros((n, self.config.hidden_size), np.float32)
     pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.config.pad_token_id
     pending = []
-    for start in range(0, n, batch_size):
-      rows = order[start:start + batch_size]
+    start = 0
+    for size in inference_batch_sizes(n, batch_size, n_dev):
+      rows = order[start:start + size]
+      start += size
       length = inference_bucket_length(max(len(ids[i]) for i in rows), max_length)
-      ids_BxL, mask_BxL = pad_sequences([ids[i] for i in rows], batch_size, length, pad)
+      ids_BxL, mask_BxL = pad_sequences([ids[i] for i in rows], size, length, pad)
       # Dispatch the next batch before reading this one back: keeps the device busy.
       pending.append((rows, fn(params, jax.device_put(ids_BxL, shard), jax.device_put(mask_BxL, shard))))
       if len(pending) > 1:

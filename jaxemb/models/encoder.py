@@ -143,13 +143,20 @@ class SelfAttention(nn.Module):
       return y.reshape(b, l, c.num_heads, c.head_dim).transpose(0, 2, 1, 3)
 
     q_BxHxLxd, k_BxHxLxd, v_BxHxLxd = heads("query"), heads("key"), heads("value")
+    # softmax(s) @ v computed as (exp(s - max s) @ v) / sum exp(s - max s): the division happens on the
+    # L x d context instead of the L x L probabilities (one fewer pass over the scores; with attention dropout
+    # the mask drops the same entries of exp(s - max) as of the probabilities). The 1/sqrt(d) goes on q
+    # (L x d) rather than the scores. Embedding 3% faster on CPU, train step unchanged (docs/PERFORMANCE.md).
+    q_BxHxLxd = q_BxHxLxd * (1.0 / math.sqrt(c.head_dim))
     scores_BxHxLxL = jnp.einsum("bhqd,bhkd->bhqk", q_BxHxLxd.astype(self.dtype), k_BxHxLxd.astype(self.dtype),
-                                preferred_element_type=jnp.float32) / math.sqrt(c.head_dim)
-    probs = jax.nn.softmax(scores_BxHxLxL + bias_Bx1x1xL, axis=-1)
+                                preferred_element_type=jnp.float32) + bias_Bx1x1xL
+    # The max only keeps exp in range; it cancels in the ratio, so it carries no gradient.
+    e_BxHxLxL = jnp.exp(scores_BxHxLxL - jax.lax.stop_gradient(scores_BxHxLxL.max(-1, keepdims=True)))
+    denom_BxHxLx1 = e_BxHxLxL.sum(-1, keepdims=True)
     rng_attn, rng_out = jax.random.split(rng) if rng is not None else (None, None)
-    probs = dropout(probs, c.attention_dropout, rng_attn)
-    ctx_BxHxLxd = jnp.einsum("bhqk,bhkd->bhqd", probs.astype(self.dtype), v_BxHxLxd.astype(self.dtype),
-                             preferred_element_type=jnp.float32)
+    e_BxHxLxL = dropout(e_BxHxLxL, c.attention_dropout, rng_attn)
+    ctx_BxHxLxd = jnp.einsum("bhqk,bhkd->bhqd", e_BxHxLxL.astype(self.dtype), v_BxHxLxd.astype(self.dtype),
+                             preferred_element_type=jnp.float32) / denom_BxHxLx1
     ctx_BxLxD = ctx_BxHxLxd.transpose(0, 2, 1, 3).reshape(b, l, c.hidden_size)
     return Output(c, self.dtype, name="output")(ctx_BxLxD, x_BxLxD, rng_out)
 
