@@ -215,6 +215,38 @@ def test_embed_order_truncation_and_errors(tiny_model_dir):
   assert enc.embed([]).shape == (0, 32)
 
 
+def test_embed_reuses_the_device_copy_of_the_parameters_only_while_they_are_unchanged(tiny_model_dir):
+  """embed() keeps one device copy of the (read-only, loaded) parameters across calls; a new parameter array
+  (replace_params, or one leaf swapped in place) gets a new copy, so results are never stale; writable numpy
+  parameters are copied on every call."""
+  enc = Encoder.from_pretrained(tiny_model_dir)
+  texts = ["chest pain for two days", "no acute distress"]
+  leaves = jax.tree.leaves(enc.params["encoder"])
+  assert all(isinstance(x, np.ndarray) and not x.flags.writeable for x in leaves)
+  X = enc.embed(texts)
+  placed = enc._placed[2]
+  np.testing.assert_array_equal(enc.embed(texts), X)
+  assert enc._placed[2] is placed  # reused
+
+  doubled = jax.tree.map(lambda a: np.asarray(a) * 2, enc.params)  # writable arrays
+  enc2 = enc.replace_params(doubled)
+  X2 = enc2.embed(texts)
+  assert enc2._placed is None and np.abs(X2 - X).max() > 1e-3
+  # The same function of the parameters as a fresh encoder built from them (no stale copy on either side).
+  enc3 = Encoder.from_pretrained(tiny_model_dir).replace_params(jax.tree.map(jnp.asarray, doubled))
+  np.testing.assert_allclose(enc3.embed(texts), X2, atol=1e-6)
+  np.testing.assert_allclose(enc.embed(texts), X, atol=0)
+
+  # A leaf swapped inside the same dict: a new copy, a new result.
+  layer = enc.params["encoder"]["embeddings"]["word_embeddings"]
+  old = layer["embedding"]
+  # (a random change: the embedding LayerNorm would cancel a constant shift or a scale)
+  layer["embedding"] = old + np.random.default_rng(0).normal(size=old.shape).astype(np.float32)
+  assert np.abs(enc.embed(texts) - X).max() > 1e-3
+  layer["embedding"] = old
+  np.testing.assert_allclose(enc.embed(texts), X, atol=0)
+
+
 def test_dropout_only_with_rng():
   x = jnp.ones((64, 128))
   assert dropout(x, 0.1, None) is x
