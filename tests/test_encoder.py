@@ -17,8 +17,8 @@ from jaxemb import Encoder
 from jaxemb.models import convert
 from jaxemb.models.config import EncoderConfig
 from jaxemb.data.batching import pad_sequences
-from jaxemb.models.encoder import (dropout, encode, gather_rows, mean_pool, mlm_logits, pooled_embeddings,
-                                   rows_per_chunk)
+from jaxemb.models.encoder import (attention_query_block, dropout, encode, gather_rows, mean_pool, mlm_logits,
+                                   pooled_embeddings, rows_per_chunk)
 
 
 @pytest.fixture(scope="module")
@@ -245,6 +245,37 @@ def test_embed_reuses_the_device_copy_of_the_parameters_only_while_they_are_unch
   assert np.abs(enc.embed(texts) - X).max() > 1e-3
   layer["embedding"] = old
   np.testing.assert_allclose(enc.embed(texts), X, atol=0)
+
+
+def test_attention_query_block_rule_hand_values():
+  """Blocks only when a chunk's float32 scores (rows x heads x L^2 x 4 bytes) pass 8 MiB; then the largest of
+  128/96/64/32 that divides L. 2 x 12 x 256^2 x 4 = 6 MiB; 1 x 12 x 384^2 x 4 = 6.75 MiB; 512: 12 MiB."""
+  assert attention_query_block(2, 256, 12) == 0
+  assert attention_query_block(1, 384, 12) == 0
+  assert attention_query_block(1, 512, 12) == 128
+  assert attention_query_block(1, 480, 12) == 96       # 480 = 5 x 96
+  assert attention_query_block(1, 448, 12) == 64       # 448 = 7 x 64
+  assert attention_query_block(1, 544, 12) == 32       # 544 = 17 x 32
+  assert attention_query_block(1, 512, 12, threshold_bytes=16 << 20) == 0
+
+
+def test_query_blocked_attention_is_the_same_function(tiny_model_dir):
+  """Attention over blocks of queries (lax.map) = attention over all queries at once, to float rounding,
+  padding included; blocks must divide the length and take no dropout."""
+  config, params, *_ = _load_fixture_model(tiny_model_dir)
+  rng = np.random.default_rng(0)
+  ids = jnp.asarray(rng.integers(1000, 20000, (3, 64)), jnp.int32)
+  mask = jnp.asarray(np.arange(64)[None, :] < np.array([[64], [40], [7]]), jnp.int32)
+  whole = encode(params["encoder"], ids, mask, config=config)
+  for qb in (32, 16):
+    blocked = encode(params["encoder"], ids, mask, config=config, query_block=qb)
+    assert _masked_max_diff(np.asarray(blocked), np.asarray(whole), np.asarray(mask)) < 1e-5
+  pooled = pooled_embeddings(params["encoder"], ids, mask, config=config, chunk_rows=1, query_block=16)
+  np.testing.assert_allclose(pooled, pooled_embeddings(params["encoder"], ids, mask, config=config), atol=1e-5)
+  with pytest.raises(ValueError, match="must divide"):
+    encode(params["encoder"], ids, mask, config=config, query_block=24)
+  with pytest.raises(ValueError, match="no dropout"):
+    encode(params["encoder"], ids, mask, config=config, query_block=16, dropout_rng=jax.random.PRNGKey(0))
 
 
 def test_dropout_only_with_rng():

@@ -132,44 +132,64 @@ class Output(nn.Module):
 class SelfAttention(nn.Module):
   config: EncoderConfig
   dtype: Any
+  query_block: int = 0  # > 0: queries in blocks of this many (lax.map), see attention_query_block
 
   @nn.compact
   def __call__(self, x_BxLxD, bias_Bx1x1xL, rng):
     c = self.config
     b, l, _ = x_BxLxD.shape
+    dt = self.dtype
 
     def heads(name):  # -> B x H x L x d
-      y = Linear(c.hidden_size, self.dtype, c.initializer_range, name=name)(x_BxLxD)
+      y = Linear(c.hidden_size, dt, c.initializer_range, name=name)(x_BxLxD)
       return y.reshape(b, l, c.num_heads, c.head_dim).transpose(0, 2, 1, 3)
 
     q_BxHxLxd, k_BxHxLxd, v_BxHxLxd = heads("query"), heads("key"), heads("value")
-    # softmax(s) @ v computed as (exp(s - max s) @ v) / sum exp(s - max s): the division happens on the
-    # L x d context instead of the L x L probabilities (one fewer pass over the scores; with attention dropout
-    # the mask drops the same entries of exp(s - max) as of the probabilities). The 1/sqrt(d) goes on q
-    # (L x d) rather than the scores. Embedding 3% faster on CPU, train step unchanged (docs/PERFORMANCE.md).
+    # The 1/sqrt(d) goes on q (L x d) rather than on the L x L scores.
     q_BxHxLxd = q_BxHxLxd * (1.0 / math.sqrt(c.head_dim))
-    scores_BxHxLxL = jnp.einsum("bhqd,bhkd->bhqk", q_BxHxLxd.astype(self.dtype), k_BxHxLxd.astype(self.dtype),
-                                preferred_element_type=jnp.float32) + bias_Bx1x1xL
-    # The max only keeps exp in range; it cancels in the ratio, so it carries no gradient.
-    e_BxHxLxL = jnp.exp(scores_BxHxLxL - jax.lax.stop_gradient(scores_BxHxLxL.max(-1, keepdims=True)))
-    denom_BxHxLx1 = e_BxHxLxL.sum(-1, keepdims=True)
     rng_attn, rng_out = jax.random.split(rng) if rng is not None else (None, None)
-    e_BxHxLxL = dropout(e_BxHxLxL, c.attention_dropout, rng_attn)
-    ctx_BxHxLxd = jnp.einsum("bhqk,bhkd->bhqd", e_BxHxLxL.astype(self.dtype), v_BxHxLxd.astype(self.dtype),
-                             preferred_element_type=jnp.float32) / denom_BxHxLx1
+
+    def attend(q_BxHxQxd, rng_q):
+      # softmax(s) @ v computed as (exp(s - max s) @ v) / sum exp(s - max s): the division happens on the
+      # Q x d context instead of the Q x L probabilities (one fewer pass over the scores; attention dropout
+      # drops the same entries of exp(s - max) as of the probabilities). Embedding 3% faster on CPU, train
+      # step unchanged (docs/PERFORMANCE.md). The max only keeps exp in range; it cancels in the ratio, so it
+      # carries no gradient.
+      scores_BxHxQxL = jnp.einsum("bhqd,bhkd->bhqk", q_BxHxQxd.astype(dt), k_BxHxLxd.astype(dt),
+                                  preferred_element_type=jnp.float32) + bias_Bx1x1xL
+      e_BxHxQxL = jnp.exp(scores_BxHxQxL - jax.lax.stop_gradient(scores_BxHxQxL.max(-1, keepdims=True)))
+      denom_BxHxQx1 = e_BxHxQxL.sum(-1, keepdims=True)
+      e_BxHxQxL = dropout(e_BxHxQxL, c.attention_dropout, rng_q)
+      return jnp.einsum("bhqk,bhkd->bhqd", e_BxHxQxL.astype(dt), v_BxHxLxd.astype(dt),
+                        preferred_element_type=jnp.float32) / denom_BxHxQx1
+
+    qb = self.query_block
+    if 0 < qb < l:
+      # One block of queries at a time (against all keys): a block's scores are l / qb times smaller.
+      # An inference lever (measured slower in the train step), so it takes no dropout.
+      if l % qb:
+        raise ValueError(f"query_block {qb} must divide the sequence length {l}")
+      if rng_attn is not None:
+        raise ValueError("query_block is for inference: it takes no dropout rng")
+      blocks_NxBxHxQxd = q_BxHxLxd.reshape(b, c.num_heads, l // qb, qb, c.head_dim).transpose(2, 0, 1, 3, 4)
+      ctx_NxBxHxQxd = jax.lax.map(lambda q: attend(q, None), blocks_NxBxHxQxd)
+      ctx_BxHxLxd = ctx_NxBxHxQxd.transpose(1, 2, 0, 3, 4).reshape(b, c.num_heads, l, c.head_dim)
+    else:
+      ctx_BxHxLxd = attend(q_BxHxLxd, rng_attn)
     ctx_BxLxD = ctx_BxHxLxd.transpose(0, 2, 1, 3).reshape(b, l, c.hidden_size)
-    return Output(c, self.dtype, name="output")(ctx_BxLxD, x_BxLxD, rng_out)
+    return Output(c, dt, name="output")(ctx_BxLxD, x_BxLxD, rng_out)
 
 
 class Layer(nn.Module):
   config: EncoderConfig
   dtype: Any
+  query_block: int = 0
 
   @nn.compact
   def __call__(self, x_BxLxD, bias, rng):
     c = self.config
     rng_a, rng_o = jax.random.split(rng) if rng is not None else (None, None)
-    x_BxLxD = SelfAttention(c, self.dtype, name="attention")(x_BxLxD, bias, rng_a)
+    x_BxLxD = SelfAttention(c, self.dtype, self.query_block, name="attention")(x_BxLxD, bias, rng_a)
     inter_BxLxF = _Intermediate(c, self.dtype, name="intermediate")(x_BxLxD)
     return Output(c, self.dtype, name="output")(inter_BxLxF, x_BxLxD, rng_o)
 
@@ -193,6 +213,7 @@ class BertEncoder(nn.Module):
   config: EncoderConfig
   dtype: Any = jnp.float32
   remat: bool = False
+  query_block: int = 0
 
   @nn.compact
   def __call__(self, ids_BxL, mask_BxL, token_type_ids_BxL=None, dropout_rng=None, noise_alpha=0.0,
@@ -208,7 +229,7 @@ class BertEncoder(nn.Module):
     bias_Bx1x1xL = jnp.where(mask_BxL[:, None, None, :] > 0, 0.0, neg).astype(jnp.float32)
     layer = nn.remat(Layer) if self.remat else Layer
     for i in range(c.num_layers):
-      x_BxLxD = layer(c, self.dtype, name=f"layer_{i}")(x_BxLxD, bias_Bx1x1xL, rngs[i + 1])
+      x_BxLxD = layer(c, self.dtype, self.query_block, name=f"layer_{i}")(x_BxLxD, bias_Bx1x1xL, rngs[i + 1])
     return x_BxLxD
 
 
@@ -234,10 +255,11 @@ class MLMHead(nn.Module):
 
 def encode(params_encoder: Params, input_ids_BxL, attention_mask_BxL, *, config: EncoderConfig,
            token_type_ids_BxL=None, dropout_rng=None, embed_noise_alpha: float = 0.0, noise_rng=None,
-           dtype=jnp.float32, remat: bool = False):
+           dtype=jnp.float32, remat: bool = False, query_block: int = 0):
   """Last hidden states B x L x D (float32). Dropout only when `dropout_rng` is given; NEFTune noise only
-  when `embed_noise_alpha > 0` and `noise_rng` is given; `remat` recomputes layers in the backward pass."""
-  return BertEncoder(config, dtype, remat).apply(
+  when `embed_noise_alpha > 0` and `noise_rng` is given; `remat` recomputes layers in the backward pass;
+  `query_block` > 0 runs attention over blocks of that many queries (same result; `attention_query_block`)."""
+  return BertEncoder(config, dtype, remat, query_block).apply(
       {"params": params_encoder}, input_ids_BxL, attention_mask_BxL, token_type_ids_BxL,
       dropout_rng, embed_noise_alpha, noise_rng)
 
@@ -286,11 +308,29 @@ def rows_per_chunk(batch: int, length: int, tokens: int = CPU_CHUNK_TOKENS) -> i
   return max(d for d in range(1, batch + 1) if batch % d == 0 and d <= limit)
 
 
+# Query blocks for the CPU embedding path (measured, docs/PERFORMANCE.md "Query blocks"): with a chunk's
+# attention scores above ~8 MiB per layer (one 512-token row: 12 heads x 512 x 512 floats = 12 MiB), attention
+# over blocks of <= 128 queries embeds 16 x 512 ~8% faster; at 2 rows x 256 tokens (6 MiB) it is 6% slower, and
+# in the train step (forward + backward) 13% slower at 4 x 512, so training never blocks.
+QUERY_BLOCK_SCORES_BYTES = 8 << 20
+
+
+def attention_query_block(rows: int, length: int, num_heads: int,
+                          threshold_bytes: int = QUERY_BLOCK_SCORES_BYTES) -> int:
+  """Query block for a chunk of `rows` x `length` tokens: 0 (no blocks) while its float32 attention scores
+  (rows x heads x length^2) fit in `threshold_bytes`, else the largest of 128, 96, 64, 32 dividing length
+  (0 if none does)."""
+  if rows * num_heads * length * length * 4 <= threshold_bytes:
+    return 0
+  return next((qb for qb in (128, 96, 64, 32) if length % qb == 0 and qb < length), 0)
+
+
 def pooled_embeddings(params_encoder: Params, ids_BxL, mask_BxL, *, config: EncoderConfig, dtype=jnp.float32,
-                      normalize: bool = False, chunk_rows: int | None = None):
+                      normalize: bool = False, chunk_rows: int | None = None, query_block: int = 0):
   """Mean-pooled embeddings B x D (inference: no dropout). With `chunk_rows` < B the encoder runs over
   chunks of that many rows in sequence (`lax.map`), which keeps each chunk's activations in the CPU cache;
-  the result is the same function of the inputs (rows are independent)."""
+  `query_block` > 0 runs attention over blocks of that many queries. The result is the same function of the
+  inputs either way (rows are independent, and so are queries)."""
   b, length = ids_BxL.shape
   if chunk_rows is not None and chunk_rows < b:
     if b % chunk_rows:
@@ -298,9 +338,10 @@ def pooled_embeddings(params_encoder: Params, ids_BxL, mask_BxL, *, config: Enco
     chunks = (ids_BxL.reshape(b // chunk_rows, chunk_rows, length),
               mask_BxL.reshape(b // chunk_rows, chunk_rows, length))
     pooled = jax.lax.map(lambda c: pooled_embeddings(params_encoder, c[0], c[1], config=config, dtype=dtype,
-                                                     normalize=normalize), chunks)
+                                                     normalize=normalize, query_block=query_block), chunks)
     return pooled.reshape(b, -1)
-  pooled = mean_pool(encode(params_encoder, ids_BxL, mask_BxL, config=config, dtype=dtype), mask_BxL)
+  hidden = encode(params_encoder, ids_BxL, mask_BxL, config=config, dtype=dtype, query_block=query_block)
+  pooled = mean_pool(hidden, mask_BxL)
   if normalize:
     pooled = pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
   return pooled
@@ -315,15 +356,18 @@ def jitted_embed_fn(config: EncoderConfig, dtype_name: str = "float32", normaliz
   chunk: run each device's rows in chunks sized by `rows_per_chunk` (None = on CPU, where it is measured to
   pay; on accelerators one wide program is what keeps the chip busy). With several CPU devices each device
   chunks its own rows (`shard_map`), and the devices run at the same time: on 2 cores, 2 CPU devices
-  (JAX_NUM_CPU_DEVICES=2, what eval.py and `python -m jaxemb.eval.embed` set) embed ~18% faster than one."""
+  (JAX_NUM_CPU_DEVICES=2, what eval.py and `python -m jaxemb.eval.embed` set) embed ~18% faster than one.
+  Chunks whose attention scores pass 8 MiB (a 512-token row) also run attention in query blocks
+  (`attention_query_block`)."""
   dtype = jnp.dtype(dtype_name)
   if chunk is None:
     chunk = jax.default_backend() == "cpu"
 
   def fn(params_encoder, ids_BxL, mask_BxL):
     rows = rows_per_chunk(*ids_BxL.shape) if chunk else None
+    qb = attention_query_block(rows, ids_BxL.shape[1], config.num_heads) if chunk else 0
     return pooled_embeddings(params_encoder, ids_BxL, mask_BxL, config=config, dtype=dtype, normalize=normalize,
-                             chunk_rows=rows)
+                             chunk_rows=rows, query_block=qb)
 
   if chunk and jax.device_count() > 1:
     from jax.sharding import Mesh, PartitionSpec as P
