@@ -217,7 +217,8 @@ class _variant:
   default: the package as it is. full_vocab: the LM head and CE on every position (B*L rows, HF-style) instead
   of the M gathered prediction slots. bernoulli_dropout: `jax.random.bernoulli` per element instead of the
   hashed counter. threefry_dropout: the previous dropout (threefry bits, two 16-bit decisions per word).
-  no_attention_dropout: dropout on the B x H x L x L attention probabilities switched off (a diagnostic, NOT equivalent training: it bounds what a cheaper attention dropout could gain).
+  no_attention_dropout: dropout on the B x H x L x L attention weights switched off (a diagnostic, NOT
+  equivalent training: it bounds what a cheaper attention dropout could gain).
   single_positive_group (DeCLUTR; applied to the batch in train_setup): all positives in one array padded to
   the longest, as before declutr.split_positives.
   """

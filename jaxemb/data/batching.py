@@ -73,7 +73,8 @@ def inference_batch_sizes(n: int, batch_size: int, multiple: int = 1) -> list[in
   return sizes
 
 
-def pad_sequences(seqs: Sequence[Sequence[int]], n_rows: int, length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+def pad_sequences(seqs: Sequence[Sequence[int]], n_rows: int, length: int,
+                  pad_id: int) -> tuple[np.ndarray, np.ndarray]:
   """Token id lists (special tokens included) -> ids_BxL padded with pad_id and attention_mask_BxL, with
   n_rows >= len(seqs) rows (extra rows are all padding, mask 0)."""
   ids_BxL = np.full((n_rows, length), pad_id, np.int32)

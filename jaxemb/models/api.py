@@ -165,8 +165,9 @@ class Encoder:
     Texts are sorted by length and each batch is padded to the next multiple of 32 tokens; a last partial
     batch is split into halvings of batch_size (`inference_batch_sizes`: 20 rows run as 16 + 4, not padded
     to 32). So little padding is computed, and the forward pass compiles once per (rows, length) bucket.
-    With several devices each batch is sharded over them. On CPU each device runs its rows in chunks of ~512 tokens whose
-    activations stay in cache (`encoder.rows_per_chunk`; 1.2-2x faster at 128-512 tokens, docs/PERFORMANCE.md).
+    With several devices each batch is sharded over them. On CPU each device runs its rows in chunks of ~512
+    tokens whose activations stay in cache (`encoder.rows_per_chunk`; 1.2-2x faster at 128-512 tokens,
+    docs/PERFORMANCE.md), and rows of 448+ tokens through attention in blocks of queries (~10% at 512).
     """
     ids = self.tokenize(texts, max_length)
     n = len(ids)

@@ -308,10 +308,10 @@ def rows_per_chunk(batch: int, length: int, tokens: int = CPU_CHUNK_TOKENS) -> i
   return max(d for d in range(1, batch + 1) if batch % d == 0 and d <= limit)
 
 
-# Query blocks for the CPU embedding path (measured, docs/PERFORMANCE.md "Query blocks"): with a chunk's
+# Query blocks for the CPU embedding path (measured, docs/PERFORMANCE.md "Second pass"): with a chunk's
 # attention scores above ~8 MiB per layer (one 512-token row: 12 heads x 512 x 512 floats = 12 MiB), attention
-# over blocks of <= 128 queries embeds 16 x 512 ~8% faster; at 2 rows x 256 tokens (6 MiB) it is 6% slower, and
-# in the train step (forward + backward) 13% slower at 4 x 512, so training never blocks.
+# over blocks of <= 128 queries embeds 16 x 512 ~10% faster; at 2 rows x 256 tokens (6 MiB) it is 6% slower,
+# and in the train step (forward + backward) 13% slower at 4 x 512, so training never blocks.
 QUERY_BLOCK_SCORES_BYTES = 8 << 20
 
 
