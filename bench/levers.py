@@ -13,6 +13,9 @@ is traced; the package is unchanged):
   training: it bounds what a cheaper attention dropout could save).
 - single_positive_group (DeCLUTR): the batch's positives merged back into one array padded to the longest,
   instead of the shorter / longer halves at their own lengths (`declutr.split_positives`, the default).
+- softmax_probs: attention normalised over the L x L probabilities (jax.nn.softmax, then PV), as before the
+  package divided the Q x d context by the softmax sum.
+- threefry_dropout: the dropout masks from threefry bits, as before the hashed counter.
 All variants run in one jax worker on the same real MTSamples batch, taking turns (order alternating).
 Reported: median s/step, the delta against default, compile time. With --json the last line is one JSON object.
 """

@@ -221,11 +221,13 @@ class _variant:
   equivalent training: it bounds what a cheaper attention dropout could gain).
   single_positive_group (DeCLUTR; applied to the batch in train_setup): all positives in one array padded to
   the longest, as before declutr.split_positives.
+  softmax_probs: attention as before 2026-12-01's second pass: scores / sqrt(d), jax.nn.softmax over the L x L
+  scores, dropout on the probabilities, then PV (the package divides the context by the softmax sum instead).
   """
 
   def __init__(self, name: str, objective: str):
     if name not in ("default", "full_vocab", "bernoulli_dropout", "threefry_dropout", "no_attention_dropout",
-                    "single_positive_group"):
+                    "single_positive_group", "softmax_probs"):
       raise ValueError(f"unknown variant {name!r}")
     self.name, self.objective, self.undo = name, objective, []
 
@@ -271,6 +273,30 @@ class _variant:
         threshold = int(round(rate * 65536))
         return jnp.where(halves >= threshold, x / (1.0 - threshold / 65536.0), jnp.zeros_like(x))
       self._swap(enc_mod, "dropout", threefry_dropout)
+    elif self.name == "softmax_probs":
+      import math
+
+      class SoftmaxProbsAttention(enc_mod.SelfAttention):  # same parameters (query/key/value/output)
+        @enc_mod.nn.compact
+        def __call__(self, x_BxLxD, bias_Bx1x1xL, rng):
+          c, dt = self.config, self.dtype
+          b, length, _ = x_BxLxD.shape
+
+          def heads(name):
+            y = enc_mod.Linear(c.hidden_size, dt, c.initializer_range, name=name)(x_BxLxD)
+            return y.reshape(b, length, c.num_heads, c.head_dim).transpose(0, 2, 1, 3)
+
+          q, k, v = heads("query"), heads("key"), heads("value")
+          scores = jnp.einsum("bhqd,bhkd->bhqk", q.astype(dt), k.astype(dt),
+                              preferred_element_type=jnp.float32) / math.sqrt(c.head_dim)
+          probs = jax.nn.softmax(scores + bias_Bx1x1xL, axis=-1)
+          rng_attn, rng_out = jax.random.split(rng) if rng is not None else (None, None)
+          probs = enc_mod.dropout(probs, c.attention_dropout, rng_attn)
+          ctx = jnp.einsum("bhqk,bhkd->bhqd", probs.astype(dt), v.astype(dt), preferred_element_type=jnp.float32)
+          ctx = ctx.transpose(0, 2, 1, 3).reshape(b, length, c.hidden_size)
+          return enc_mod.Output(c, dt, name="output")(ctx, x_BxLxD, rng_out)
+
+      self._swap(enc_mod, "SelfAttention", SoftmaxProbsAttention)
     elif self.name == "no_attention_dropout":
       packaged = enc_mod.dropout
       # Only the attention probabilities are 4-D (B x H x L x L); hidden-state dropout stays.
