@@ -198,17 +198,11 @@ class JaxSide:
 
 
 def _bucketed_tokens(ids, batch_size, max_length) -> int:
-  """Padded tokens Encoder.embed computes: length-sorted batches (the tail split by inference_batch_sizes),
-  each padded to its inference bucket."""
+  """Padded tokens Encoder.embed computes (its batching plan, `inference_batches`)."""
   import jax
-  from jaxemb.data.batching import inference_batch_sizes, inference_bucket_length
-  n_dev = jax.device_count()
-  lens = sorted((len(x) for x in ids), reverse=True)
-  total, start = 0, 0
-  for size in inference_batch_sizes(len(lens), -(-batch_size // n_dev) * n_dev, n_dev):
-    total += inference_bucket_length(lens[start], max_length) * size
-    start += size
-  return total
+  from jaxemb.data.batching import inference_batches
+  plan = inference_batches([len(x) for x in ids], batch_size, max_length, jax.device_count())
+  return sum(size * length for _, size, length in plan)
 
 
 class _variant:

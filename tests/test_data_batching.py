@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from jaxemb.data.batching import (LENGTH_BUCKETS, DeclutrBatches, MetadataBatches, MLMBatches,  # noqa: E402
-                                  inference_batch_sizes, mlm_max_predictions)
+                                  inference_batch_sizes, inference_batches, mlm_max_predictions)
 from jaxemb.data.corpus import Fields  # noqa: E402
 
 FIELDS = Fields(text="text", label="specialty", metadata="note_type", group="group", split="split", id="id")
@@ -256,3 +256,16 @@ def test_inference_batch_sizes_split_the_tail_into_halvings():
     assert all(s % 2 == 0 for s in sizes) and n <= sum(sizes) < n + 2
   with pytest.raises(ValueError, match="multiple of 2"):
     inference_batch_sizes(10, 5, 2)
+
+
+def test_inference_batches_plan_by_hand():
+  """Encoder.embed's plan for lengths [5, 40, 70, 33, 2], max_length 64: sorted longest first = rows 2, 1, 3,
+  0, 4; each batch padded to the next multiple of 32 of its longest row, capped at 64. batch_size 3 on 2
+  devices rounds up to 4: one full batch, then the 1-row tail computed as 2 rows (the smallest halving)."""
+  lengths = [5, 40, 70, 33, 2]
+  plan = [(list(r), size, length) for r, size, length in inference_batches(lengths, 2, 64)]
+  assert plan == [([2, 1], 2, 64), ([3, 0], 2, 64), ([4], 1, 32)]
+  plan = [(list(r), size, length) for r, size, length in inference_batches(lengths, 3, 64, devices=2)]
+  assert plan == [([2, 1, 3, 0], 4, 64), ([4], 2, 32)]
+  with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    inference_batches(lengths, 0, 64)

@@ -24,7 +24,7 @@ _LAZY = {
   "sample_spans": "spans",
   "MLMBatches": "batching", "MetadataBatches": "batching", "DeclutrBatches": "batching",
   "bucket_length": "batching", "inference_bucket_length": "batching", "inference_batch_sizes": "batching",
-  "mlm_max_predictions": "batching", "LENGTH_BUCKETS": "batching",
+  "inference_batches": "batching", "mlm_max_predictions": "batching", "LENGTH_BUCKETS": "batching",
   "quickstart_corpus_path": "synthetic",
 }
 

@@ -73,6 +73,25 @@ def inference_batch_sizes(n: int, batch_size: int, multiple: int = 1) -> list[in
   return sizes
 
 
+def inference_batches(lengths: Sequence[int], batch_size: int, max_length: int,
+                      devices: int = 1) -> list[tuple[np.ndarray, int, int]]:
+  """Encoder.embed's batching plan: (row indices, rows computed, padded length) per batch, in order.
+
+  Rows sorted by length, longest first (stable); batch_size rounded up to a multiple of `devices` (for
+  sharding); a partial last batch split by `inference_batch_sizes` (its last piece may compute a few padding
+  rows beyond its indices); each batch padded to the `inference_bucket_length` of its longest row."""
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  batch_size = -(-batch_size // devices) * devices
+  order = np.argsort([-n for n in lengths], kind="stable")
+  plan, start = [], 0
+  for size in inference_batch_sizes(len(order), batch_size, devices):
+    rows = order[start:start + size]
+    start += size
+    plan.append((rows, size, inference_bucket_length(int(lengths[rows[0]]), max_length)))
+  return plan
+
+
 def pad_sequences(seqs: Sequence[Sequence[int]], n_rows: int, length: int,
                   pad_id: int) -> tuple[np.ndarray, np.ndarray]:
   """Token id lists (special tokens included) -> ids_BxL padded with pad_id and attention_mask_BxL, with

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxemb.data.batching import inference_batch_sizes, inference_bucket_length, pad_sequences
+from jaxemb.data.batching import inference_batches, pad_sequences
 from jaxemb.models import convert
 from jaxemb.models.config import EncoderConfig
 from jaxemb.models.encoder import init_mlm_head, jitted_embed_fn
@@ -173,23 +173,15 @@ class Encoder:
     n = len(ids)
     if n == 0:
       return np.zeros((0, self.config.hidden_size), np.float32)
-    if batch_size < 1:
-      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n_dev = jax.device_count()
-    batch_size = -(-batch_size // n_dev) * n_dev  # a multiple of the device count, for sharding
     fn = jitted_embed_fn(self.config, dtype, normalize)
     mesh = Mesh(np.array(jax.devices()), ("data",))
     rep, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    plan = inference_batches([len(x) for x in ids], batch_size, max_length, jax.device_count())
     params = self._replicated_encoder(mesh, rep)
-    order = np.argsort([-len(x) for x in ids], kind="stable")
     out = np.zeros((n, self.config.hidden_size), np.float32)
     pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.config.pad_token_id
     pending = []
-    start = 0
-    for size in inference_batch_sizes(n, batch_size, n_dev):
-      rows = order[start:start + size]
-      start += size
-      length = inference_bucket_length(max(len(ids[i]) for i in rows), max_length)
+    for rows, size, length in plan:
       ids_BxL, mask_BxL = pad_sequences([ids[i] for i in rows], size, length, pad)
       # Dispatch the next batch before reading this one back: keeps the device busy.
       pending.append((rows, fn(params, jax.device_put(ids_BxL, shard), jax.device_put(mask_BxL, shard))))
