@@ -1,0 +1,109 @@
+"""The verdict: is a model's test macro-F1 different from the base model's, beyond test-set and seed noise?
+
+Paired bootstrap over test documents. Both models were evaluated on the same test documents with the same
+few-shot training samples (seed s draws the same sample for every model), so the comparison is paired twice:
+by document and by seed. One bootstrap resample draws T test documents with replacement; on that resample
+the statistic is the mean over seeds of macro-F1(model, seed s) - macro-F1(base, seed s). The 95% interval
+is the 2.5 / 97.5 percentiles of the statistic over the resamples, and the verdict reads it:
+"better" (interval above 0), "worse" (below 0), "no different" (it contains 0).
+
+The interval covers the test-set sampling noise of the seed-averaged difference. The spread over seeds (the
+sample std of the per-seed differences) is reported beside it: it says how much one seed's conclusion
+could differ from another's.
+
+Macro-F1 on a resample is the definition of `metrics.macro_f1` (classes present in the resample's labels or
+predictions, zero_division 0), computed for all resamples at once from document weights:
+w_BxT[b, t] = number of times resample b drew document t, so that every count of the confusion matrix that
+macro-F1 needs is a matmul w_BxT @ indicator_TxC.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+VERDICTS = ("better", "no different", "worse")
+
+
+def resample_weights(n_docs: int, n_boot: int, seed: int) -> np.ndarray:
+  """float64 [n_boot, n_docs]: how many times each bootstrap resample drew each document (rows sum to n_docs)."""
+  rng = np.random.default_rng(seed)
+  draws_BxT = rng.integers(0, n_docs, size=(n_boot, n_docs))
+  w_BxT = np.zeros((n_boot, n_docs), np.float64)
+  np.add.at(w_BxT, (np.arange(n_boot)[:, None], draws_BxT), 1.0)
+  return w_BxT
+
+
+def weighted_macro_f1(w_BxT: np.ndarray, y_T: np.ndarray, pred_T: np.ndarray, num_classes: int) -> np.ndarray:
+  """float64 [B]: macro-F1 of predictions pred_T against y_T on each weighted resample (row of w_BxT).
+
+  With a row of ones this is metrics.macro_f1 (2 TP / (2 TP + FP + FN), averaged over classes present in
+  labels or predictions)."""
+  eye_CxC = np.eye(num_classes)
+  true_TxC, pred_TxC = eye_CxC[np.asarray(y_T)], eye_CxC[np.asarray(pred_T)]
+  tp_BxC = w_BxT @ (true_TxC * pred_TxC)
+  denom_BxC = w_BxT @ true_TxC + w_BxT @ pred_TxC   # 2 TP + FP + FN
+  present_BxC = denom_BxC > 0
+  f1_BxC = np.divide(2 * tp_BxC, denom_BxC, out=np.zeros_like(tp_BxC), where=present_BxC)
+  return f1_BxC.sum(1) / np.maximum(present_BxC.sum(1), 1)
+
+
+def paired_bootstrap(y_T: np.ndarray, pred_model_SxT: np.ndarray, pred_base_SxT: np.ndarray, *, num_classes: int,
+                     n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+  """The paired difference in test macro-F1 between a model and the base, with its interval and verdict.
+
+  y_T: true class of each test document; pred_*_SxT: predicted class per (seed, document), row s of both
+  from the same seed (the same training sample). Returns diff (mean over seeds of the per-seed differences on
+  the full test set), ci_low / ci_high (percentile interval of the same statistic over `n_boot` resamples of
+  the test documents, seeded by `seed`), seed_std (sample std of the per-seed differences, 0 for one seed),
+  n_seeds, n_test, n_boot, level and verdict.
+  """
+  pred_model_SxT, pred_base_SxT = np.atleast_2d(pred_model_SxT), np.atleast_2d(pred_base_SxT)
+  n_seeds, n_test = pred_model_SxT.shape
+  if pred_base_SxT.shape != (n_seeds, n_test) or len(y_T) != n_test or n_seeds == 0 or n_test == 0:
+    raise ValueError(f"paired predictions need equal non-empty shapes: model {pred_model_SxT.shape}, "
+                     f"base {pred_base_SxT.shape}, labels {np.shape(y_T)}")
+  full_1xT = np.ones((1, n_test))
+  w_BxT = resample_weights(n_test, n_boot, seed)   # the same resamples for every seed and both models
+  diff_S = np.zeros(n_seeds)
+  boot_B = np.zeros(n_boot)
+  for s in range(n_seeds):
+    diff_S[s] = (weighted_macro_f1(full_1xT, y_T, pred_model_SxT[s], num_classes)
+                 - weighted_macro_f1(full_1xT, y_T, pred_base_SxT[s], num_classes))[0]
+    boot_B += (weighted_macro_f1(w_BxT, y_T, pred_model_SxT[s], num_classes)
+               - weighted_macro_f1(w_BxT, y_T, pred_base_SxT[s], num_classes))
+  boot_B /= n_seeds
+  alpha = (1.0 - level) / 2
+  lo, hi = np.quantile(boot_B, [alpha, 1.0 - alpha])
+  verdict = "better" if lo > 0 else "worse" if hi < 0 else "no different"
+  return {"diff": float(diff_S.mean()), "ci_low": float(lo), "ci_high": float(hi),
+          "seed_std": float(diff_S.std(ddof=1)) if n_seeds > 1 else 0.0, "n_seeds": int(n_seeds),
+          "n_test": int(n_test), "n_boot": int(n_boot), "level": float(level), "verdict": verdict}
+
+
+def verdict_rows(preds: dict[tuple, np.ndarray], y_T: np.ndarray, base: str, models: list[str], *,
+                 num_classes: int, n_boot: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+  """One verdict per (model other than `base`, mode, shots) that both the model and the base have.
+
+  preds: (model, mode, shots, seed) -> predicted class of every test document [T]. Only seeds both models
+  have are paired (a failed fine-tune seed of either side drops out, counted in n_seeds).
+  """
+  out = []
+  cells = list(dict.fromkeys((m, mode, shots) for (m, mode, shots, _) in preds))
+  for model in models:
+    if model == base:
+      continue
+    for (m, mode, shots) in cells:
+      if m != model:
+        continue
+      seeds = [s for (mm, md, sh, s) in preds if (mm, md, sh) == (model, mode, shots)
+               and (base, mode, shots, s) in preds]
+      if not seeds:
+        continue
+      res = paired_bootstrap(y_T, np.stack([preds[(model, mode, shots, s)] for s in seeds]),
+                             np.stack([preds[(base, mode, shots, s)] for s in seeds]),
+                             num_classes=num_classes, n_boot=n_boot, seed=seed)
+      out.append({"model": model, "base": base, "mode": mode, "shots": shots, "metric": "macro_f1",
+                  "split": "test", **res})
+  return out
