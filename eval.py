@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from jaxemb import cli  # noqa: E402
+
+cli.set_environment_defaults()  # before absl / jax / transformers are imported
 
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
@@ -40,6 +41,7 @@ def _define_flags() -> None:
   # that could collide with train.py's --config in the same process.
   config_flags.DEFINE_config_file("config", None, "Evaluation config file (configs/eval.py[:smoke]).")
   flags.DEFINE_string("workdir", None, "Output directory (results, report, plots, cache).")
+  flags.DEFINE_bool("verbose", False, "Show library logs (Orbax, TFDS, jax) and error tracebacks.")
 
 MODES = ("probe", "finetune")
 
@@ -326,14 +328,10 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   return {"paths": paths, "runs": runs, "geometry": geometry, "dataset": dataset, "timings": timings}
 
 
-def run_cli(cfg, workdir: str | os.PathLike, run_fn: Callable = run) -> int:
-  """run() with expected failures turned into one stderr line and exit status 2."""
-  try:
-    run_fn(cfg, workdir)
-  except EvalError as e:
-    print(f"eval.py: error: {e}", file=sys.stderr)
-    return 2
-  return 0
+def run_cli(cfg, workdir: str | os.PathLike, run_fn: Callable = run, verbose: bool = False) -> int:
+  """run() with expected failures (jaxemb.cli: EvalError is a UserError) turned into one stderr line and
+  exit status 2."""
+  return cli.run_main("eval.py", run_fn, cfg, workdir, verbose=verbose)
 
 
 def main(argv):
@@ -341,9 +339,11 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if flags.FLAGS.config is None or not flags.FLAGS.workdir:
     raise app.UsageError("--config and --workdir are required")
+  verbose = flags.FLAGS.verbose or flags.FLAGS["verbosity"].present
+  cli.quiet_library_logs(verbose)
   from jaxemb.eval.embed import use_every_cpu_core_as_a_device
   use_every_cpu_core_as_a_device()  # before anything starts jax's backends
-  sys.exit(run_cli(flags.FLAGS.config, flags.FLAGS.workdir))
+  sys.exit(run_cli(flags.FLAGS.config, flags.FLAGS.workdir, verbose=verbose))
 
 
 if __name__ == "__main__":

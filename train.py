@@ -3,41 +3,45 @@
   python train.py --config configs/declutr.py --workdir runs/declutr
   python train.py --config configs/mlm.py:smoke --workdir /tmp/smoke --config.total_steps=20
 
-Rerunning the same command on the same workdir resumes from its latest checkpoint.
+Rerunning the same command on the same workdir resumes from its latest checkpoint. Expected failures (a bad
+path or field, a workdir in use, a diverged run) print one line `train.py: error: ...` and exit with status 2;
+`--verbose` also shows the library logs (Orbax, TFDS, jax) and the traceback of an error.
 """
 
-import os
 import sys
 
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from jaxemb import cli
 
-from absl import app, flags, logging  # noqa: E402
+cli.set_environment_defaults()  # before absl / jax / transformers are imported
+
+from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py[:smoke]).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and the exported model.")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Show library logs (Orbax, TFDS, jax) and error tracebacks.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _train() -> int:
+  from jaxemb.train.loop import maybe_initialize_distributed, train
+  cfg = _CONFIG.value
+  maybe_initialize_distributed(cfg)  # before any other jax call
+  summary = train(cfg, _WORKDIR.value)
+  if summary.get("already_done"):
+    print(f"nothing to do: {summary['workdir']} is already at step {summary['start']} of total_steps "
+          f"{summary['steps']}")
+    return 0
+  print(f"trained {summary['steps'] - summary.get('start', 0)} steps (to step {summary['steps']}); final loss "
+        f"{summary['final'].get('loss', float('nan')):.4f}; workdir {summary['workdir']}")
+  return 0
 
 
 def main(argv):
   del argv
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save step at INFO
-  from jaxemb.train.loop import maybe_initialize_distributed
-  cfg = _CONFIG.value
-  maybe_initialize_distributed(cfg)  # before any other jax call
-  from jaxemb.train.loop import NonFiniteLossError, WorkdirMismatchError, train
-  from jaxemb.models.convert import WeightsError
-  try:
-    summary = train(cfg, _WORKDIR.value)
-  except (NonFiniteLossError, WorkdirMismatchError, WeightsError, FileNotFoundError, ValueError) as e:
-    # Expected failures (bad data, bad paths, a diverged run): one clear message, no traceback.
-    logging.error("%s", e)
-    print(f"train.py: error: {e}", file=sys.stderr)
-    sys.exit(2)
-  print(f"trained {summary['steps']} steps; final loss {summary['final'].get('loss', float('nan')):.4f}; "
-        f"workdir {summary['workdir']}")
+  verbose = _VERBOSE.value or flags.FLAGS["verbosity"].present
+  cli.quiet_library_logs(verbose)
+  sys.exit(cli.run_main("train.py", _train, verbose=verbose))
 
 
 if __name__ == "__main__":

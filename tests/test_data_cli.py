@@ -62,4 +62,4 @@ def test_bad_file_or_field_is_one_line_error(corpus, tmp_path, capsys, args, mes
            "txt": tmp_path / "notes.txt"}
   assert main([a.format(**paths) for a in args]) == 2
   err = capsys.readouterr().err.strip()
-  assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err and "Traceback" not in err
+  assert len(err.splitlines()) == 1 and err.startswith("python -m jaxemb.data: error: ") and message in err and "Traceback" not in err

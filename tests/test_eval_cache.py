@@ -74,5 +74,5 @@ def test_embed_entry_point(tiny_model_dir, tmp_path, capsys):
   assert "1 rows skipped" in capsys.readouterr().out
   assert main(["--model", str(tiny_model_dir), "--data", str(data), "--text-field", "nope",
                "--out", str(prefix)]) == 2
-  assert capsys.readouterr().err.startswith("embed: error: --text-field 'nope' is not a field")
+  assert capsys.readouterr().err.startswith("python -m jaxemb.eval.embed: error: --text-field 'nope' is not a field")
   assert os.path.exists(f"{prefix}.npy")

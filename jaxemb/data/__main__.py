@@ -4,7 +4,8 @@
                              [--json]
 
 Streams the file once (memory does not grow with its size beyond one int per document for the length
-percentiles). A bad file or an unknown field prints one line to stderr and exits with status 2.
+percentiles). A bad file or an unknown field prints one line `python -m jaxemb.data: error: ...` to stderr and
+exits with status 2 (jaxemb/cli.py).
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxemb import cli
 from jaxemb.data import corpus as corpus_lib
 from jaxemb.data.corpus import Fields, SkipReport
 
 
+PROG = "python -m jaxemb.data"
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog="python -m jaxemb.data", description="Report on a corpus file.")
+  p = argparse.ArgumentParser(prog=PROG, description="Report on a corpus file.")
   p.add_argument("file", help=".jsonl, .jsonl.gz, .csv, .csv.gz or .parquet")
   p.add_argument("--text-field", default="text")
   p.add_argument("--label-field", default=None)
@@ -37,6 +42,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--no-clean", action="store_true", help="skip whitespace / MIMIC placeholder cleaning")
   p.add_argument("--limit", type=int, default=None, help="read at most this many documents")
   p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+  p.add_argument("--verbose", action="store_true", help="show library logs and error tracebacks")
   return p.parse_args(argv)
 
 
@@ -114,7 +120,13 @@ def _print_text(r: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+  cli.set_environment_defaults()  # before transformers is imported
   args = _parse(argv)
+  cli.quiet_library_logs(args.verbose)
+  return cli.run_main(PROG, _report, args, verbose=args.verbose)
+
+
+def _report(args: argparse.Namespace) -> int:
   path = Path(args.file)
   fields = Fields(text=args.text_field, label=args.label_field, metadata=args.metadata_field, group=args.group_field,
                   split=args.split_field, id=args.id_field)
@@ -137,10 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = load_tokenizer(args.tokenizer)
     report = build_report(path, fields, tokenizer=tokenizer, clean=not args.no_clean, max_span=args.max_span,
                           min_span=args.min_span, anchors=args.anchors, limit=args.limit)
-  except (OSError, ValueError, EOFError) as e:  # gzip.BadGzipFile is an OSError; BadRowError a ValueError.
+  except cli.EXPECTED_ERRORS as e:  # gzip.BadGzipFile is an OSError; BadRowError a ValueError.
+    # The first line names the file: the report is about one file, so every message starts with it.
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    print(f"error: {msg if str(path) in msg else f'{path}: {msg}'}", file=sys.stderr)
-    return 2
+    raise cli.UserError(msg if str(path) in msg else f"{path}: {msg}") from e
   if args.json:
     print(json.dumps(report))
   else:

@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from jaxemb.cli import UserError
 
-class EvalError(Exception):
+
+class EvalError(UserError):
   """An expected, user-facing evaluation error: the CLI prints its message on one line and exits 2."""
 
 

@@ -8,7 +8,7 @@ M: "minilm", an HF folder, or a jaxemb training workdir (DIR = latest step, DIR@
 i-th kept document in file order), PREFIX.ids.json (the N document ids, same order) and PREFIX.json (model,
 corpus, settings, and the reader's skip report: rows without text are skipped and counted, never silently).
 No pickle. With --cache-dir the embeddings also go through the evaluator's cache (same keys as eval.py).
-Expected errors print one line `embed: error: ...` and exit with status 2.
+Expected errors print one line `python -m jaxemb.eval.embed: error: ...` and exit with status 2.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-
-class _UsageError(Exception):
-  pass
+from jaxemb import cli
+from jaxemb.cli import UserError
 
 
 def write_embeddings(model: str, data: str, text_field: str, out_prefix: str, *, id_field: str | None = "id",
@@ -35,16 +34,16 @@ def write_embeddings(model: str, data: str, text_field: str, out_prefix: str, *,
 
   path = Path(data).expanduser()
   if not path.exists():
-    raise _UsageError(f"--data {path} does not exist")
+    raise UserError(f"--data {path} does not exist")
   present = peek_fields(path)
   if text_field not in present:
-    raise _UsageError(f"--text-field {text_field!r} is not a field of {path} (fields seen: "
-                      f"{', '.join(sorted(present))})")
+    raise UserError(f"--text-field {text_field!r} is not a field of {path} (fields seen: "
+                    f"{', '.join(sorted(present))})")
   if id_field and id_field not in present:
     id_field = None  # ids then default to "file:line", which the reader guarantees unique
   docs, skips = load_documents(path, Fields(text=text_field, id=id_field))
   if not docs:
-    raise _UsageError(f"{path}: no documents with a non-empty {text_field!r} ({skips.summary().splitlines()[0]})")
+    raise UserError(f"{path}: no documents with a non-empty {text_field!r} ({skips.summary().splitlines()[0]})")
   texts = [d.text for d in docs]
 
   def compute() -> np.ndarray:
@@ -52,11 +51,11 @@ def write_embeddings(model: str, data: str, text_field: str, out_prefix: str, *,
     try:
       enc = Encoder.from_pretrained(model)
     except (ValueError, FileNotFoundError, OSError) as e:
-      raise _UsageError(f"--model {model!r}: {e}".replace("\n", " ")) from None
+      raise UserError(f"--model {model!r}: {e}".replace("\n", " ")) from None
     try:
       return enc.embed(texts, batch_size=batch_size, max_length=max_length, dtype=dtype)
     except ValueError as e:  # e.g. max_length beyond the model's position table
-      raise _UsageError(f"--model {model!r}: {e}") from None
+      raise UserError(f"--model {model!r}: {e}") from None
 
   if cache_dir:
     from jaxemb.eval.cache import cached_embeddings
@@ -64,7 +63,7 @@ def write_embeddings(model: str, data: str, text_field: str, out_prefix: str, *,
       z_NxD, _ = cached_embeddings(model, texts, max_length=max_length, cache_dir=Path(cache_dir),
                                    embed_fn=compute, dtype=dtype, log=lambda m: print(m, file=sys.stderr))
     except FileNotFoundError as e:
-      raise _UsageError(str(e)) from None
+      raise UserError(str(e)) from None
   else:
     z_NxD = compute()
   if normalize:
@@ -99,8 +98,12 @@ def use_every_cpu_core_as_a_device() -> None:
     pass
 
 
+PROG = "python -m jaxemb.eval.embed"
+
+
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m jaxemb.eval.embed", description=__doc__.split("\n\n")[0])
+  cli.set_environment_defaults()  # before transformers is imported
+  parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
   parser.add_argument("--model", required=True)
   parser.add_argument("--data", required=True)
   parser.add_argument("--text-field", default="text")
@@ -113,17 +116,17 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                       help="encoder compute dtype (bfloat16: ~2x faster on CPUs with AMX, slower on CPUs without "
                       "bf16 units such as AMD Zen 3; slightly different numbers)")
+  parser.add_argument("--verbose", action="store_true", help="show library logs and error tracebacks")
   args = parser.parse_args(argv)
+  cli.quiet_library_logs(args.verbose)
   use_every_cpu_core_as_a_device()
-  os.environ.setdefault("HF_HUB_OFFLINE", "1")
-  os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-  try:
-    meta = write_embeddings(args.model, args.data, args.text_field, args.out, id_field=args.id_field,
-                            max_length=args.max_length, batch_size=args.batch_size, normalize=args.normalize,
-                            cache_dir=args.cache_dir, dtype=args.dtype)
-  except _UsageError as e:
-    print(f"embed: error: {e}", file=sys.stderr)
-    return 2
+  return cli.run_main(PROG, _write, args, verbose=args.verbose)
+
+
+def _write(args: argparse.Namespace) -> int:
+  meta = write_embeddings(args.model, args.data, args.text_field, args.out, id_field=args.id_field,
+                          max_length=args.max_length, batch_size=args.batch_size, normalize=args.normalize,
+                          cache_dir=args.cache_dir, dtype=args.dtype)
   skipped = meta["skip_report"]["skipped"]
   print(f"wrote {meta['n']} x {meta['dim']} embeddings to {args.out}.npy (+ .ids.json, .json); "
         f"{skipped} rows skipped" + (f" (see {args.out}.json)" if skipped else ""))

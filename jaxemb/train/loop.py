@@ -18,17 +18,18 @@ from absl import logging
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxemb.cli import UserError
 from jaxemb.models.api import Encoder
 from jaxemb.objectives import declutr, metadata, mlm
 from jaxemb.train import checkpoint as ckpt
 from jaxemb.train.optim import make_optimizer
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
   """The loss became NaN/Inf; the run stops and the last good checkpoint stays in place."""
 
 
-class WorkdirMismatchError(ValueError):
+class WorkdirMismatchError(UserError, ValueError):
   """A workdir that already holds a different run."""
 
 

@@ -1,0 +1,89 @@
+"""jaxemb/cli.py: every entry point reports an expected failure as one line `PROG: error: MESSAGE`, exit 2."""
+
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from jaxemb import cli
+
+
+def test_user_error_is_one_line_and_status_2(capsys):
+  def fail():
+    raise cli.UserError("data.path notes.jsonl does not exist\n(check the path)")
+  assert cli.run_main("prog", fail) == 2
+  captured = capsys.readouterr()
+  assert captured.err == "prog: error: data.path notes.jsonl does not exist (check the path)\n"
+  assert captured.out == ""
+
+
+@pytest.mark.parametrize("exc", [FileNotFoundError("x.jsonl: no such file"), EOFError("x.jsonl.gz: truncated"),
+                                 ValueError("bad value")])
+def test_library_input_errors_get_the_same_report(exc, capsys):
+  def fail():
+    raise exc
+  assert cli.run_main("prog", fail) == 2
+  assert capsys.readouterr().err == f"prog: error: {exc}\n"
+
+
+def test_verbose_adds_the_traceback(capsys):
+  def fail():
+    raise cli.UserError("bad flag")
+  assert cli.run_main("prog", fail, verbose=True) == 2
+  err = capsys.readouterr().err
+  assert "Traceback" in err and err.splitlines()[-1] == "prog: error: bad flag"
+
+
+def test_a_bug_is_not_hidden():
+  def fail():
+    raise KeyError("a bug")
+  with pytest.raises(KeyError):
+    cli.run_main("prog", fail)
+
+
+def test_status_passes_through():
+  assert cli.run_main("prog", lambda: 3) == 3
+  assert cli.run_main("prog", lambda: None) == 0
+  assert cli.run_main("prog", lambda: {"a": 1}) == 0
+
+
+def test_environment_defaults_never_override_the_user(monkeypatch):
+  monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+  monkeypatch.delenv("TRANSFORMERS_VERBOSITY", raising=False)
+  cli.set_environment_defaults()
+  assert os.environ["HF_HUB_OFFLINE"] == "0"
+  assert os.environ["TRANSFORMERS_VERBOSITY"] == "error"
+
+
+def test_library_logs_quiet_unless_verbose():
+  cli.quiet_library_logs(False)
+  assert logging.getLogger("absl").getEffectiveLevel() == logging.ERROR
+  assert logging.getLogger("jax._src.xla_bridge").getEffectiveLevel() == logging.ERROR
+  cli.quiet_library_logs(True)
+  assert logging.getLogger("absl").getEffectiveLevel() == logging.INFO
+  cli.quiet_library_logs(False)
+
+
+def test_error_classes_are_user_errors():
+  from jaxemb.eval.dataset import EvalError
+  assert issubclass(EvalError, cli.UserError)
+
+
+@pytest.mark.parametrize("argv, prog", [
+  (["train.py", "--config", "configs/mlm.py:smoke", "--workdir", "{tmp}/w", "--config.data.path={tmp}/none.jsonl"],
+   "train.py"),
+  (["-m", "jaxemb.data", "{tmp}/none.jsonl"], "python -m jaxemb.data"),
+  (["-m", "jaxemb.eval.embed", "--model", "minilm", "--data", "{tmp}/none.jsonl", "--out", "{tmp}/e"],
+   "python -m jaxemb.eval.embed"),
+])
+def test_every_entry_point_reports_a_missing_corpus_the_same_way(argv, prog, tmp_path):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  r = subprocess.run([sys.executable, *[a.format(tmp=tmp_path) for a in argv]], capture_output=True, text=True,
+                     cwd=REPO, env=env, timeout=300)
+  assert r.returncode == 2, r.stderr[-2000:]
+  lines = r.stderr.strip().splitlines()
+  assert lines[-1].startswith(f"{prog}: error: ") and "none.jsonl" in lines[-1], r.stderr[-2000:]
+  assert "Traceback" not in r.stderr
