@@ -159,12 +159,13 @@ def _docs(n_groups: int, per_group: int, with_split: bool = False) -> list[Docum
   for g in range(n_groups):
     for k in range(per_group):
       split = ("test" if g % 5 == 0 else "train") if with_split else None
-      docs.append(Document(text="t", id=f"d{g}-{k}", group=f"p{g}", split=split))
+      # Distinct texts: identical ones would be joined into one split (the duplicate rule, tested below).
+      docs.append(Document(text=f"note {g}-{k}", id=f"d{g}-{k}", group=f"p{g}", split=split))
   return docs
 
 
 def test_hash_splits_are_group_aware_deterministic_and_seeded():
-  docs = _docs(600, 3) + [Document(text="t", id=f"solo{i}") for i in range(300)]
+  docs = _docs(600, 3) + [Document(text=f"solo {i}", id=f"solo{i}") for i in range(300)]
   a = split_documents(docs, seed=0)
   assert a == split_documents(docs, seed=0)
   assert a != split_documents(docs, seed=1)

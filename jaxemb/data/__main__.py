@@ -38,6 +38,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--max-span", type=int, default=256, help="DeCLUTR max_span (tokens)")
   p.add_argument("--min-span", type=int, default=8, help="DeCLUTR min_span (for the 'shrink' count)")
   p.add_argument("--anchors", type=int, default=2, help="DeCLUTR anchors per document")
+  p.add_argument("--split-seed", type=int, default=0, help="split seed (data.split_seed)")
+  p.add_argument("--val-fraction", type=float, default=0.1, help="data.val_fraction")
+  p.add_argument("--test-fraction", type=float, default=0.2, help="data.test_fraction")
   p.add_argument("--tokenizer", default=None, help="HF tokenizer folder or name (default: all-MiniLM-L6-v2)")
   p.add_argument("--no-clean", action="store_true", help="skip whitespace / MIMIC placeholder cleaning")
   p.add_argument("--limit", type=int, default=None, help="read at most this many documents")
@@ -47,21 +50,33 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_report(path: Path, fields: Fields, *, tokenizer, clean: bool = True, max_span: int = 256, min_span: int = 8,
-                 anchors: int = 2, limit: int | None = None) -> dict:
-  """The report as a JSON-serialisable dict (the --json output)."""
-  from jaxemb.data.prepare import tokenize  # Lazy: pulls in TFDS.
+                 anchors: int = 2, limit: int | None = None, split_seed: int = 0, val_fraction: float = 0.1,
+                 test_fraction: float = 0.2) -> dict:
+  """The report as a JSON-serialisable dict (the --json output).
+
+  Skips are counted by the rules `prepare` applies (a text that tokenises to nothing is `no_tokens`, not
+  kept); "unset" counts kept documents without a label / metadata value by reason; "duplicates" and
+  "split_sizes" come from the same split plan as `prepare` and the evaluator (`corpus.SplitPlanner`).
+  """
+  from jaxemb.data.prepare import skip_no_tokens, tokenize  # Lazy: pulls in TFDS.
   from jaxemb.data.spans import effective_max_span
 
   skips = SkipReport()
+  planner = corpus_lib.SplitPlanner(seed=split_seed, val_fraction=val_fraction, test_fraction=test_fraction)
   lengths: list[int] = []
+  plan_index: list[int] = []
   labels: collections.Counter = collections.Counter()
   metadata: collections.Counter = collections.Counter()
   splits: collections.Counter = collections.Counter()
-  chunk: list[corpus_lib.Document] = []
+  chunk: list[tuple[corpus_lib.Document, int]] = []
 
   def flush() -> None:
-    for doc, ids in zip(chunk, tokenize(tokenizer, [d.text for d in chunk])):
+    for (doc, k), ids in zip(chunk, tokenize(tokenizer, [d.text for d, _ in chunk])):
+      if not ids:
+        skip_no_tokens(skips, doc, strict=False, path=path, field=fields.text)
+        continue
       lengths.append(len(ids))
+      plan_index.append(k)
       if doc.label is not None:
         labels[doc.label] += 1
       if doc.metadata is not None:
@@ -70,13 +85,15 @@ def build_report(path: Path, fields: Fields, *, tokenizer, clean: bool = True, m
         splits[doc.split] += 1
     chunk.clear()
 
-  for doc in corpus_lib.iter_documents(path, fields, clean=clean, report=skips):
-    chunk.append(doc)
+  for doc in corpus_lib.iter_documents(path, fields, clean=clean, report=skips, planner=planner):
+    chunk.append((doc, len(planner) - 1))
     if len(chunk) == 256:
       flush()
     if limit is not None and skips.kept >= limit:
       break
   flush()
+  plan = planner.plan()
+  split_sizes = collections.Counter(plan.splits[k] for k in plan_index)
 
   n = np.asarray(lengths, np.int64)
   pct = (lambda q: int(np.percentile(n, q))) if len(n) else (lambda q: 0)
@@ -90,9 +107,14 @@ def build_report(path: Path, fields: Fields, *, tokenizer, clean: bool = True, m
     "kept": skips.kept,
     "skipped": dict(skips.counts),
     "skip_examples": {k: list(v) for k, v in skips.examples.items()},
+    "unset": {k: dict(v) for k, v in skips.unset.items()},
     "labels": dict(sorted(labels.items())),
     "metadata": dict(sorted(metadata.items())),
     "splits": dict(sorted(splits.items())),
+    "split_sizes": dict(sorted(split_sizes.items())),
+    "split_settings": {"seed": split_seed, "val_fraction": val_fraction, "test_fraction": test_fraction},
+    "duplicates": plan.duplicates,
+    "carved_validation": plan.carved_validation,
     "tokens": {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": int(n.max()) if len(n) else 0,
                "mean": float(n.mean()) if len(n) else 0.0, "total": int(n.sum())},
     "declutr": {"anchors": anchors, "max_span": max_span, "min_span": min_span, "min_tokens": 2 * anchors * max_span},
@@ -106,6 +128,8 @@ def _print_text(r: dict) -> None:
   for reason, count in sorted(r["skipped"].items(), key=lambda kv: -kv[1]):
     print(f"  skipped {reason} ({corpus_lib.REASONS.get(reason, reason)}): {count}, e.g. "
           f"{', '.join(r['skip_examples'].get(reason, []))}")
+  for field, by_reason in sorted(r["unset"].items()):
+    print(f"  kept without {field}: " + ", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())))
   t = r["tokens"]
   print(f"tokens/document (no special tokens): p50 {t['p50']}, p90 {t['p90']}, p99 {t['p99']}, max {t['max']}, "
         f"mean {t['mean']:.1f}, total {t['total']}")
@@ -113,6 +137,13 @@ def _print_text(r: dict) -> None:
     if r[key]:
       counts = ", ".join(f"{k} {v}" for k, v in sorted(r[key].items(), key=lambda kv: -kv[1]))
       print(f"{key} ({len(r[key])}): {counts}")
+  dup = r["duplicates"]
+  print(f"duplicates (same text after whitespace/case normalisation): {dup['documents']} documents repeat one of "
+        f"{dup['texts']} texts; {dup['crossing_texts']} texts would cross splits by group hash alone, "
+        f"{dup['moved']} documents moved so each text is in one split")
+  sizes = ", ".join(f"{k} {v}" for k, v in r["split_sizes"].items())
+  print(f"assigned splits (seed {r['split_settings']['seed']}"
+        f"{', validation carved from train' if r['carved_validation'] else ''}): {sizes}")
   d = r["declutr"]
   print(f"DeCLUTR (A={d['anchors']}, max_span={d['max_span']}, needs >= {d['min_tokens']} tokens): "
         f"{r['declutr_eligible']} of {r['kept']} documents eligible; with short_docs='shrink' (min_span "
@@ -148,7 +179,8 @@ def _report(args: argparse.Namespace) -> int:
     from jaxemb.data.prepare import load_tokenizer
     tokenizer = load_tokenizer(args.tokenizer)
     report = build_report(path, fields, tokenizer=tokenizer, clean=not args.no_clean, max_span=args.max_span,
-                          min_span=args.min_span, anchors=args.anchors, limit=args.limit)
+                          min_span=args.min_span, anchors=args.anchors, limit=args.limit, split_seed=args.split_seed,
+                          val_fraction=args.val_fraction, test_fraction=args.test_fraction)
   except cli.EXPECTED_ERRORS as e:  # gzip.BadGzipFile is an OSError; BadRowError a ValueError.
     # The first line names the file: the report is about one file, so every message starts with it.
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

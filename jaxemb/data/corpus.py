@@ -14,9 +14,12 @@ import hashlib
 import io
 import json
 import re
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from jaxemb.cli import UserError
 
 # How many `file:line` examples a report keeps per reason: enough to find the problem, bounded memory.
 MAX_EXAMPLES = 5
@@ -38,6 +41,10 @@ REASONS = {
   "invalid_label": "label field is not a scalar",
   "missing_metadata": "required metadata field missing or empty",
   "invalid_metadata": "metadata field is not a scalar",
+  # A row meant for test must not be hashed into train because its split / group / id is a list or object.
+  "invalid_split": "split field is not a scalar",
+  "invalid_group": "group field is not a scalar",
+  "invalid_id": "id field is not a scalar",
   "no_tokens": "the tokenizer produced no tokens for the cleaned text",
 }
 
@@ -71,6 +78,10 @@ class SkipReport:
   examples: dict[str, list[str]] = dataclasses.field(default_factory=dict)
   rows_seen: int = 0
   kept: int = 0
+  # Kept documents whose OPTIONAL label / metadata is unset, by reason ("missing": absent, null or empty;
+  # "not_scalar": a list or object): {"label": {"missing": 2, "not_scalar": 1}}. Not skips: the document
+  # is kept (pre-training does not need its label), but "300 rows in, 298 labels out" must say why.
+  unset: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
   @property
   def skipped(self) -> int:
@@ -82,23 +93,31 @@ class SkipReport:
     if len(examples) < MAX_EXAMPLES:
       examples.append(source)
 
+  def add_unset(self, field: str, reason: str) -> None:
+    by_reason = self.unset.setdefault(field, {})
+    by_reason[reason] = by_reason.get(reason, 0) + 1
+
   def summary(self) -> str:
     lines = [f"rows seen {self.rows_seen}, kept {self.kept}, skipped {self.skipped}"]
     for reason, n in sorted(self.counts.items(), key=lambda kv: -kv[1]):
       lines.append(f"  {reason} ({REASONS.get(reason, reason)}): {n}, e.g. {', '.join(self.examples.get(reason, []))}")
+    for field, by_reason in sorted(self.unset.items()):
+      lines.append(f"  kept without {field}: " + ", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())))
     return "\n".join(lines)
 
   def to_dict(self) -> dict:
     return {"rows_seen": self.rows_seen, "kept": self.kept, "skipped": self.skipped,
-            "counts": dict(self.counts), "examples": {k: list(v) for k, v in self.examples.items()}}
+            "counts": dict(self.counts), "examples": {k: list(v) for k, v in self.examples.items()},
+            "unset": {k: dict(v) for k, v in self.unset.items()}}
 
   @classmethod
   def from_dict(cls, d: dict) -> SkipReport:
     return cls(counts=dict(d["counts"]), examples={k: list(v) for k, v in d["examples"].items()},
-               rows_seen=int(d["rows_seen"]), kept=int(d["kept"]))
+               rows_seen=int(d["rows_seen"]), kept=int(d["kept"]),
+               unset={k: dict(v) for k, v in d.get("unset", {}).items()})
 
 
-class BadRowError(ValueError):
+class BadRowError(UserError, ValueError):
   """A bad row under `strict=True`; names the file, line and field."""
 
   def __init__(self, path: str, line: int, field: str | None, reason: str, detail: str = ""):
@@ -108,8 +127,22 @@ class BadRowError(ValueError):
     super().__init__(f"{path}:{line}: {where}{REASONS.get(reason, reason)} [{reason}]{extra}")
 
 
-class FieldNotFoundError(ValueError):
+class FieldNotFoundError(UserError, ValueError):
   """A configured field is not a column of the file (CSV header / Parquet schema)."""
+
+
+class TruncatedFileError(UserError, ValueError):
+  """A compressed corpus file that ends early or is corrupt: names the file, the last complete line and how
+  many rows were read (gzip alone says only "Compressed file ended before the end-of-stream marker")."""
+
+  def __init__(self, path: Path, last_line: int, rows_read: int, cause: BaseException):
+    self.path, self.last_line, self.rows_read = path, last_line, rows_read
+    super().__init__(f"{path}: the file is truncated or corrupt after line {last_line} ({rows_read} rows read; "
+                     f"{type(cause).__name__}: {cause}); re-download or re-create it")
+
+
+# The exceptions a cut-off or damaged .gz raises while it is read (BadGzipFile is an OSError subclass).
+_TRUNCATION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 
 
 # ----------------------------------------------------------------------------------------------- cleaning
@@ -163,7 +196,17 @@ def _open_binary(path: Path):
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict | _BadRow]]:
   with _open_binary(path) as f:
-    for line_no, raw in enumerate(f, start=1):
+    line_no = 0
+    while True:
+      try:
+        raw = f.readline()
+      except _TRUNCATION_ERRORS as e:
+        raise TruncatedFileError(path, line_no, line_no, e) from None
+      if not raw:
+        return
+      line_no += 1
+      if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]  # A UTF-8 byte-order mark (Windows tools write one) is not part of the first record.
       try:
         line = raw.decode("utf-8")
       except UnicodeDecodeError as e:
@@ -193,16 +236,20 @@ def _is_valid_unicode(s: str) -> bool:
 
 
 def _iter_csv(path: Path, needed: Sequence[str]) -> Iterator[tuple[int, dict | _BadRow]]:
-  # surrogateescape: a bad byte poisons only its own record (detected per field), not the whole file.
-  # Clinical notes can exceed csv's default 128 KiB field limit.
+  # utf-8-sig: Excel's "CSV UTF-8" export starts with a byte-order mark, which would otherwise become part of
+  # the first column's name ("\ufeffNote Text"). surrogateescape: a bad byte poisons only its own record
+  # (detected per field), not the whole file. Clinical notes can exceed csv's default 128 KiB field limit.
   csv.field_size_limit(max(csv.field_size_limit(), 1 << 27))
   with _open_binary(path) as fb:
-    f = io.TextIOWrapper(fb, encoding="utf-8", errors="surrogateescape", newline="")
+    f = io.TextIOWrapper(fb, encoding="utf-8-sig", errors="surrogateescape", newline="")
     reader = csv.reader(f, strict=True)
+    rows_read = 0
     try:
       header = next(reader)
     except StopIteration:
       return
+    except _TRUNCATION_ERRORS as e:
+      raise TruncatedFileError(path, 0, 0, e) from None
     missing = [c for c in needed if c not in header]
     if missing:
       raise FieldNotFoundError(f"{path}: no column {missing[0]!r} (columns: {', '.join(header)})")
@@ -217,7 +264,10 @@ def _iter_csv(path: Path, needed: Sequence[str]) -> Iterator[tuple[int, dict | _
         prev_end = reader.line_num
         yield start, _BadRow("malformed_csv", str(e))
         continue
+      except _TRUNCATION_ERRORS as e:
+        raise TruncatedFileError(path, prev_end, rows_read, e) from None
       prev_end = reader.line_num
+      rows_read += 1
       if not row:
         yield start, _BadRow("blank_line")
         continue
@@ -286,7 +336,7 @@ def _scalar(value: Any) -> str | None | _BadRow:
     except UnicodeDecodeError:
       return _BadRow("invalid_utf8")
   if isinstance(value, (list, dict, tuple)):
-    return _BadRow("invalid")
+    return _BadRow("invalid", f"got a {type(value).__name__}")
   s = str(value).strip()
   if not _is_valid_unicode(s):
     return _BadRow("invalid_utf8")
@@ -294,7 +344,8 @@ def _scalar(value: Any) -> str | None | _BadRow:
 
 
 def iter_documents(path: str | Path, fields: Fields = Fields(), *, require: Iterable[str] = (), strict: bool = False,
-                   clean: bool = True, report: SkipReport | None = None) -> Iterator[Document]:
+                   clean: bool = True, report: SkipReport | None = None,
+                   planner: SplitPlanner | None = None) -> Iterator[Document]:
   """Streams the corpus as `Document`s.
 
   Args:
@@ -304,6 +355,14 @@ def iter_documents(path: str | Path, fields: Fields = Fields(), *, require: Iter
     strict: raise `BadRowError` on the first bad row instead of skipping it.
     clean: strip MIMIC placeholders and normalise whitespace.
     report: filled in as the iterator advances (counts are final once it is exhausted).
+    planner: every row with a usable text, split, group and id is added to it BEFORE the label / metadata
+      checks, so the split plan depends only on the text, split, group and id fields, the same whether the
+      reader requires a label (evaluation) or a category (the metadata objective). A yielded document is
+      always the planner's last added one.
+
+  A non-scalar split / group / id (a list or object) skips the row (`invalid_split` ...): treating it as
+  absent would hash a row meant for test into train. A non-scalar or missing optional label / metadata
+  keeps the document, unlabelled, and is counted in `report.unset`.
   """
   path = Path(path)
   require = tuple(require)
@@ -320,6 +379,36 @@ def iter_documents(path: str | Path, fields: Fields = Fields(), *, require: Iter
     if strict:
       raise BadRowError(str(path), line_no, field, reason, detail)
     report.add(reason, f"{name}:{line_no}")
+
+  def read(record: dict, attrs: Sequence[str], line_no: int) -> dict[str, str | None] | None:
+    """Scalar values of `attrs` (None when not configured or empty); None when the row was skipped."""
+    values: dict[str, str | None] = {}
+    unset: list[tuple[str, str]] = []  # counted only when the row is kept
+    for attr in attrs:
+      key = getattr(fields, attr)
+      if key is None:
+        values[attr] = None
+        continue
+      value = _scalar(record.get(key))
+      if isinstance(value, _BadRow):
+        if value.reason == "invalid_utf8":
+          bad(line_no, "invalid_utf8", key)
+          return None
+        if attr in ("split", "group", "id") or attr in require:
+          bad(line_no, f"invalid_{attr}", key, value.detail)
+          return None
+        unset.append((attr, "not_scalar"))
+        value = None
+      elif value is None:
+        if attr in require:
+          bad(line_no, f"missing_{attr}", key)
+          return None
+        if attr in ("label", "metadata"):
+          unset.append((attr, "missing"))
+      values[attr] = value
+    for attr, reason in unset:
+      report.add_unset(attr, reason)
+    return values
 
   for line_no, record in iter_raw_records(path, fields):
     report.rows_seen += 1
@@ -347,43 +436,30 @@ def iter_documents(path: str | Path, fields: Fields = Fields(), *, require: Iter
     if not text.strip():
       bad(line_no, "empty_text", fields.text)
       continue
-
-    values: dict[str, str | None] = {}
-    ok = True
-    for attr in ("label", "metadata", "group", "split", "id"):
-      key = getattr(fields, attr)
-      value = _scalar(record.get(key)) if key is not None else None
-      if isinstance(value, _BadRow):
-        if value.reason == "invalid_utf8":
-          bad(line_no, "invalid_utf8", key)
-          ok = False
-          break
-        if attr in require:
-          bad(line_no, f"invalid_{attr}", key)
-          ok = False
-          break
-        value = None  # An optional field that is not a scalar is treated as absent.
-      if value is None and attr in require:
-        bad(line_no, f"missing_{attr}", key)
-        ok = False
-        break
-      values[attr] = value
-    if not ok:
+    keys = read(record, ("split", "group", "id"), line_no)
+    if keys is None:
       continue
-    split = values["split"]
+    split = keys["split"]
     if split is not None:
       split = split.lower()
       split = _SPLIT_ALIASES.get(split, split)
+    doc_id = keys["id"] or f"{name}:{line_no}"
+    if planner is not None:
+      planner.add(text=text, id=doc_id, group=keys["group"], split=split)
+    values = read(record, ("label", "metadata"), line_no)
+    if values is None:
+      continue
     report.kept += 1
-    yield Document(text=text, id=values["id"] or f"{name}:{line_no}", label=values["label"],
-                   metadata=values["metadata"], group=values["group"], split=split, source=f"{name}:{line_no}")
+    yield Document(text=text, id=doc_id, label=values["label"], metadata=values["metadata"], group=keys["group"],
+                   split=split, source=f"{name}:{line_no}")
 
 
 def load_documents(path: str | Path, fields: Fields = Fields(), *, require: Iterable[str] = (), strict: bool = False,
-                   clean: bool = True) -> tuple[list[Document], SkipReport]:
+                   clean: bool = True, planner: SplitPlanner | None = None) -> tuple[list[Document], SkipReport]:
   """All documents in memory (small corpora, evaluation sets) plus the skip report."""
   report = SkipReport()
-  docs = list(iter_documents(path, fields, require=require, strict=strict, clean=clean, report=report))
+  docs = list(iter_documents(path, fields, require=require, strict=strict, clean=clean, report=report,
+                             planner=planner))
   return docs, report
 
 
@@ -395,25 +471,32 @@ def _unit_hash(*parts: object) -> float:
   return int.from_bytes(digest, "little") / 2.0**64
 
 
-def group_key(doc: Document) -> str:
+def _group_key(group: str | None, doc_id: str) -> str:
   # A document without a group id is its own group; the prefix keeps it apart from real group names.
-  return f"g:{doc.group}" if doc.group is not None else f"d:{doc.id}"
+  return f"g:{group}" if group is not None else f"d:{doc_id}"
 
 
-def assign_split(doc: Document, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> str:
-  """The split of one document: a pure function of (doc, seed), so it works on a stream.
+def group_key(doc: Document) -> str:
+  return _group_key(doc.group, doc.id)
 
-  With a corpus split field: "test" and "validation" are kept; a "train" document goes to validation when its
-  GROUP hashes below `val_fraction` (the corpora shipped with jaxemb only have train/test). Without one: the
-  group's hash picks test (< test_fraction), validation (< test_fraction + val_fraction) or train. Either way
-  all documents of a group land in the same split as each other (within the corpus's own train part).
-  """
-  g = group_key(doc)
-  if doc.split is not None:
-    if doc.split == "train":
-      return "validation" if _unit_hash("val", seed, g) < val_fraction else "train"
-    return doc.split
-  u = _unit_hash("split", seed, g)
+
+def text_key(text: str) -> str:
+  """Equal for texts that are the same after whitespace and case normalisation (exact duplicates)."""
+  return hashlib.blake2b(" ".join(text.casefold().split()).encode("utf-8"), digest_size=16).hexdigest()
+
+
+def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+  if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
+    raise ValueError(f"need 0 <= val_fraction, test_fraction and their sum < 1, got {val_fraction}, {test_fraction}")
+
+
+def _assign(key: str, corpus_split: str | None, *, seed: int, val_fraction: float, test_fraction: float,
+            carve_validation: bool) -> str:
+  if corpus_split is not None:
+    if corpus_split == "train" and carve_validation:
+      return "validation" if _unit_hash("val", seed, key) < val_fraction else "train"
+    return corpus_split
+  u = _unit_hash("split", seed, key)
   if u < test_fraction:
     return "test"
   if u < test_fraction + val_fraction:
@@ -421,17 +504,146 @@ def assign_split(doc: Document, *, seed: int = 0, val_fraction: float = 0.1, tes
   return "train"
 
 
+def assign_split(doc: Document, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2,
+                 carve_validation: bool = True, key: str | None = None) -> str:
+  """The split of one document, before duplicates are reconciled (`SplitPlanner` does that).
+
+  With a corpus split (`doc.split`): the corpus's own split is used as is. Only when the corpus has NO
+  validation rows (`carve_validation=True`; `SplitPlanner` decides it from the whole corpus) does a "train"
+  document go to validation, when its group hashes below `val_fraction`. Without a corpus split: the group's
+  hash picks test (< test_fraction), validation (< test_fraction + val_fraction) or train. Either way all
+  documents of a group land in the same split as each other (within the corpus's own train part).
+  `key` replaces the group key (`SplitPlanner` passes one key for groups joined by a duplicated text).
+  """
+  return _assign(key or group_key(doc), doc.split, seed=seed, val_fraction=val_fraction,
+                 test_fraction=test_fraction, carve_validation=carve_validation)
+
+
+# A duplicated text goes to the most protected split any of its copies has: a test text must never be
+# trained on (pre-training excludes test), a validation text must not be in the probe's training set.
+_SPLIT_RANK = {"test": 3, "validation": 2, "train": 1}
+
+
+@dataclasses.dataclass
+class SplitPlan:
+  """Splits of the documents added to a `SplitPlanner`, in the order they were added."""
+  splits: list[str]
+  carved_validation: bool     # validation was carved out of the corpus's train rows (it had no validation rows)
+  duplicates: dict[str, int]  # see SplitPlanner.plan
+  test_ids_sha256: str        # sha256 of the sorted ids of the test documents, "\n"-joined
+  n_test: int
+
+  def to_dict(self) -> dict:
+    """Everything but the per-document splits (JSON-serialisable, for the workdir record and results)."""
+    return {"carved_validation": self.carved_validation, "duplicates": dict(self.duplicates),
+            "test_ids_sha256": self.test_ids_sha256, "n_test": self.n_test}
+
+
+class SplitPlanner:
+  """Collects (text, id, group, corpus split) per document, then assigns every split at once.
+
+  Splits are per-group hashes (`assign_split`), with two corpus-level rules:
+  - validation is carved out of the corpus's train rows only when no row has a corpus validation split;
+  - exact duplicates (same text after whitespace / case normalisation) land in one split: groups that share
+    a duplicated text are joined (their split hashes the smallest group key), and each joined set takes the
+    most protected split of its documents (test > validation > train; a corpus's own test split stays test).
+    Documents that share no text with another keep exactly the split they had before this rule.
+  Memory: two short strings per document.
+  """
+
+  def __init__(self, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2):
+    _check_fractions(val_fraction, test_fraction)
+    self.seed, self.val_fraction, self.test_fraction = seed, val_fraction, test_fraction
+    self._ids: list[str] = []
+    self._groups: list[str] = []
+    self._texts: list[str] = []
+    self._corpus_splits: list[str | None] = []
+
+  def __len__(self) -> int:
+    return len(self._ids)
+
+  def add(self, *, text: str, id: str, group: str | None = None, split: str | None = None) -> int:
+    """Registers one document; returns its index in the plan."""
+    self._ids.append(id)
+    self._groups.append(_group_key(group, id))
+    self._texts.append(text_key(text))
+    self._corpus_splits.append(split)
+    return len(self._ids) - 1
+
+  def add_document(self, doc: Document) -> int:
+    return self.add(text=doc.text, id=doc.id, group=doc.group, split=doc.split)
+
+  def plan(self) -> SplitPlan:
+    """duplicates: "documents" (copies of an earlier text), "texts" (texts held by >= 2 documents),
+    "crossing_texts" (of those, texts whose copies the group hash alone would put in different splits) and
+    "moved" (documents whose split differs from the group hash alone)."""
+    n = len(self._ids)
+    carve = not any(s == "validation" for s in self._corpus_splits)
+    kw = dict(seed=self.seed, val_fraction=self.val_fraction, test_fraction=self.test_fraction,
+              carve_validation=carve)
+    base = [_assign(g, s, **kw) for g, s in zip(self._groups, self._corpus_splits)]
+
+    by_text: dict[str, list[int]] = {}
+    for i, t in enumerate(self._texts):
+      by_text.setdefault(t, []).append(i)
+    dup_texts = [docs for docs in by_text.values() if len(docs) > 1]
+
+    # Union-find over the group keys joined by a duplicated text.
+    parent: dict[str, str] = {}
+
+    def find(g: str) -> str:
+      while parent.get(g, g) != g:
+        parent[g] = parent.get(parent[g], parent[g])
+        g = parent[g]
+      return g
+
+    for docs in dup_texts:
+      roots = {find(self._groups[i]) for i in docs}
+      root = min(roots)  # the smallest key: independent of corpus order
+      for r in roots:
+        parent[r] = root
+
+    final = list(base)
+    if dup_texts:
+      members: dict[str, list[int]] = {}
+      for i, g in enumerate(self._groups):
+        if g in parent:
+          members.setdefault(find(g), []).append(i)
+      for root, docs in members.items():
+        own = [_assign(root, self._corpus_splits[i], **kw) for i in docs]
+        top = max(own, key=lambda s: (_SPLIT_RANK.get(s, 0), s))
+        for i, s in zip(docs, own):
+          final[i] = top if _SPLIT_RANK.get(top, 0) > 0 else s
+      # Groups joined only through a text duplicated inside one group are in `parent` too (as their own
+      # root): the loop above gives them their most protected split, which is what a duplicate asks for.
+    test_ids = sorted(self._ids[i] for i in range(n) if final[i] == "test")
+    digest = hashlib.sha256("\n".join(test_ids).encode("utf-8")).hexdigest()
+    duplicates = {"documents": n - len(by_text), "texts": len(dup_texts),
+                  "crossing_texts": sum(len({base[i] for i in docs}) > 1 for docs in dup_texts),
+                  "moved": sum(a != b for a, b in zip(base, final))}
+    return SplitPlan(splits=final, carved_validation=carve, duplicates=duplicates, test_ids_sha256=digest,
+                     n_test=len(test_ids))
+
+
+def plan_splits(docs: Iterable[Document], *, seed: int = 0, val_fraction: float = 0.1,
+                test_fraction: float = 0.2) -> SplitPlan:
+  """`SplitPlanner` over in-memory documents (see its docstring)."""
+  planner = SplitPlanner(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+  for doc in docs:
+    planner.add_document(doc)
+  return planner.plan()
+
+
 def split_documents(docs: Iterable[Document], *, seed: int = 0, val_fraction: float = 0.1,
                     test_fraction: float = 0.2) -> dict[str, list[Document]]:
-  """Group-aware, seeded, deterministic train/validation/test split (see `assign_split`).
+  """Group-aware, seeded, deterministic train/validation/test split (see `SplitPlanner`).
 
   Documents whose corpus split is something else (e.g. "unlabeled") are left out of the three lists.
   """
-  if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
-    raise ValueError(f"need 0 <= val_fraction, test_fraction and their sum < 1, got {val_fraction}, {test_fraction}")
+  docs = list(docs)
+  plan = plan_splits(docs, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
   out: dict[str, list[Document]] = {s: [] for s in SPLITS}
-  for doc in docs:
-    s = assign_split(doc, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+  for doc, s in zip(docs, plan.splits):
     if s in out:
       out[s].append(doc)
   return out

