@@ -5,7 +5,8 @@ import pytest
 
 from jaxemb.eval.fewshot import sample_few_shot
 from jaxemb.eval.metrics import macro_f1
-from jaxemb.eval.probe import ProbeSettings, macro_f1_jnp, train_probe
+from jaxemb.eval.probe import (ProbeSettings, class_weights, macro_f1_jnp, train_probe,
+                              weighted_cross_entropy)
 
 SETTINGS = ProbeSettings(lr=3e-3, max_steps=150, eval_every=10, patience=4, batch_size=64)
 
@@ -61,3 +62,55 @@ def test_jit_macro_f1_matches_numpy():
   rng = np.random.default_rng(0)
   y, p = rng.integers(0, 5, 50), rng.integers(0, 6, 50)
   assert float(macro_f1_jnp(y, p, 6)) == pytest.approx(macro_f1(y, p, 6), abs=1e-6)
+
+
+def test_balanced_class_weights_match_sklearn():
+  from sklearn.utils.class_weight import compute_class_weight
+  y = np.array([0, 0, 0, 0, 0, 0, 2, 2, 3])  # class 1 absent: weight 0, never drawn
+  expect = compute_class_weight("balanced", classes=np.array([0, 2, 3]), y=y)  # 9 / (3 * n_k)
+  np.testing.assert_allclose(expect, [0.5, 1.5, 3.0])
+  np.testing.assert_allclose(class_weights(y, 4, "balanced"), [0.5, 0.0, 1.5, 3.0], rtol=1e-7)
+  np.testing.assert_array_equal(class_weights(y, 4, "none"), np.ones(4))
+  with pytest.raises(ValueError, match="class_weight"):
+    class_weights(y, 4, "inverse")
+
+
+def test_weighted_cross_entropy_against_numpy():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(5, 3)).astype(np.float32)
+  y = np.array([0, 2, 2, 1, 0])
+  row_w = np.array([1, 1, 1, 1, 0], np.float32)  # the last row is padding
+  class_w = np.array([0.5, 2.0, 1.25], np.float32)
+  logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+  ce = -logp[np.arange(5), y]
+  expect = (ce * row_w * class_w[y]).sum() / row_w.sum()  # hand: mean over real rows of c_y * CE
+  got = float(weighted_cross_entropy(logits, y, row_w, class_w))
+  assert got == pytest.approx(float(expect), rel=1e-6)
+
+
+def _triplet(rng, d):
+  """Three unit vectors at 120 degrees in a random plane: they sum to 0."""
+  q, _ = np.linalg.qr(rng.normal(size=(d, 2)))
+  return np.stack([q[:, 0], -0.5 * q[:, 0] + 0.75**0.5 * q[:, 1], -0.5 * q[:, 0] - 0.75**0.5 * q[:, 1]])
+
+
+def test_balanced_weights_equal_repeating_the_rare_class():
+  """Class sizes 3 and 9: balanced weights are 12/(2*3) = 2 and 12/(2*9) = 2/3, i.e. 3:1. The unweighted
+  head trained on the rare class's rows repeated 3 times (9 + 9 rows) minimises the same loss:
+  (2 S0 + 2/3 S1) / 12 = (3 S0 + S1) / 18. Every row has unit norm and each class is a set of triplets summing
+  to 0, so both training sets have mean 0 and the same RMS: the probe's feature normalisation is the same,
+  and (full batch, no dropout) so is every AdamW step."""
+  rng = np.random.default_rng(3)
+  x_train = np.concatenate([_triplet(rng, 8) for _ in range(4)]).astype(np.float32)  # rows 0-2: class 0
+  y_train = np.array([0] * 3 + [1] * 9)
+  x_eval = rng.normal(size=(20, 8)).astype(np.float32)
+  x = np.concatenate([x_train, x_eval])
+  y = np.concatenate([y_train, rng.integers(0, 2, 20)])
+  val, ev = np.arange(12, 22), np.arange(12, 32)
+  rep = np.array([0, 1, 2] * 3 + list(range(3, 12)))
+  s = ProbeSettings(lr=1e-2, dropout=0.0, max_steps=60, eval_every=10, patience=100, batch_size=64)
+  fit = lambda rows, cw: train_probe(x, y, [rows], [0], val, ev, head_kind="logreg", num_classes=2,
+                                     settings=s, class_weight=cw).probs_RxExC
+  balanced = fit(np.arange(12), "balanced")
+  np.testing.assert_allclose(balanced, fit(rep, "none"), atol=2e-5)
+  assert not np.allclose(balanced, fit(np.arange(12), "none"), atol=1e-3)

@@ -11,6 +11,9 @@ Rows per step: a run with at most `batch_size` training examples trains full-bat
 a larger one draws `batch_size` rows with replacement each step, so "all" on a big pool costs the same per
 step as a few-shot run.
 
+class_weight="balanced" weighs each training row's cross-entropy by n / (K * n_k) of its class (as
+scikit-learn's option): on an imbalanced "all" pool the rare classes then count as much as the common ones.
+
 Features are centred on the run's own training rows and divided by their RMS: one learning rate then works
 for encoders whose embedding norms differ by 10x. Only the run's training rows enter these statistics.
 
@@ -83,20 +86,49 @@ def _hash_dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
   return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+def class_weights(y_train: np.ndarray, num_classes: int, kind: str = "none") -> np.ndarray:
+  """Per-class loss weights, float32 [num_classes]. "none": all 1. "balanced": n / (K * n_k) over the K
+  classes present in y_train (scikit-learn's class_weight="balanced"), so every present class carries the
+  same total weight n / K; classes absent from y_train get 0 (no row of theirs is ever drawn)."""
+  if kind not in CLASS_WEIGHTS:
+    raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}, got {kind!r}")
+  if kind == "none":
+    return np.ones(num_classes, np.float32)
+  counts_C = np.bincount(np.asarray(y_train, np.int64), minlength=num_classes).astype(np.float64)
+  present = counts_C > 0
+  w_C = np.zeros(num_classes, np.float64)
+  w_C[present] = counts_C.sum() / (present.sum() * counts_C[present])
+  return w_C.astype(np.float32)
+
+
+def weighted_cross_entropy(logits_BxC: jax.Array, y_B: jax.Array, row_w_B: jax.Array,
+                           class_w_C: jax.Array) -> jax.Array:
+  """sum_i r_i c_(y_i) CE_i / sum_i r_i: row weights r (0 for padding rows) and class weights c.
+
+  Normalised by the row weights, not by r * c: with "balanced" weights over a full batch the two agree
+  (sum of c over the rows = n), and over sampled rows this is the unbiased estimate of the full-batch loss.
+  """
+  ce_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxC, y_B)
+  return (ce_B * row_w_B * class_w_C[y_B]).sum() / row_w_B.sum()
+
+
 def _bucket_rows(n: int) -> int:
   """Pad a training-set size to a power of two (>= 8) so grids of similar size share compiled programs."""
   return max(8, 1 << (int(n) - 1).bit_length())
 
 
 @functools.partial(jax.jit, static_argnames=("head_kind", "num_classes", "settings"))
-def _fit_runs(x_NxD, y_N, idx_RxT, n_R, val_idx_V, eval_idx_E, seeds_R, params0_R, *,
+def _fit_runs(x_NxD, y_N, idx_RxT, n_R, val_idx_V, eval_idx_E, seeds_R, params0_R, class_w_RxC, *,
               head_kind: str, num_classes: int, settings: ProbeSettings):
   d = x_NxD.shape[1]
   t = idx_RxT.shape[1]
   b = min(t, settings.batch_size)
   opt = optax.adamw(settings.lr, weight_decay=settings.weight_decay)
 
-  def fit_one(idx_T, n, seed, params):
+  def fit_one(idx_T, n, seed, params, class_w_C):
     real_T = (jnp.arange(t) < n).astype(jnp.float32)
     xtr_TxD = x_NxD[idx_T]
     mu_D = (real_T[:, None] * xtr_TxD).sum(0) / n
@@ -109,8 +141,7 @@ def _fit_runs(x_NxD, y_N, idx_RxT, n_R, val_idx_V, eval_idx_E, seeds_R, params0_
     def loss_fn(params, x_BxD, y_B, w_B, step_key):
       drop = lambda x, site: _hash_dropout(x, settings.dropout, _mix32(step_key + jnp.uint32(site + 1)))
       logits_BxC = apply_head(head_kind, params, x_BxD, drop if settings.dropout > 0 else None)
-      ce_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxC, y_B)
-      return (ce_B * w_B).sum() / w_B.sum()
+      return weighted_cross_entropy(logits_BxC, y_B, w_B, class_w_C)
 
     def train_step(carry, step):
       params, opt_state = carry
@@ -149,12 +180,13 @@ def _fit_runs(x_NxD, y_N, idx_RxT, n_R, val_idx_V, eval_idx_E, seeds_R, params0_
     probs_ExC = jax.nn.softmax(apply_head(head_kind, best, norm(x_NxD[eval_idx_E])), -1)
     return probs_ExC, best_f1, best_step, steps_run
 
-  return jax.vmap(fit_one)(idx_RxT, n_R, seeds_R, params0_R)
+  return jax.vmap(fit_one)(idx_RxT, n_R, seeds_R, params0_R, class_w_RxC)
 
 
 def train_probe(x_NxD: np.ndarray | jax.Array, y_N: np.ndarray, train_idx_per_run: list[np.ndarray],
                 seed_per_run: list[int], val_idx_V: np.ndarray, eval_idx_E: np.ndarray, *, head_kind: str,
-                num_classes: int, settings: ProbeSettings, group_per_run: list | None = None) -> ProbeResult:
+                num_classes: int, settings: ProbeSettings, group_per_run: list | None = None,
+                class_weight: str = "none") -> ProbeResult:
   """Trains one head per run and returns probabilities on x[eval_idx_E], run order preserved.
 
   x_NxD: embeddings of every document (float32); y_N: int class ids (only the rows named by the training
@@ -163,6 +195,8 @@ def train_probe(x_NxD: np.ndarray | jax.Array, y_N: np.ndarray, train_idx_per_ru
   group_per_run: runs with the same group value (e.g. the shot size) go through one vmapped call and stop
   together; groups of equal run count share one compiled program (all are padded to the same shapes), so
   a shots x seeds grid compiles once yet a converged 8-shot group does not wait for the "all" group.
+  class_weight: "none" or "balanced" (training cross-entropy weighted by `class_weights` of each run's own
+  training labels); validation loss and macro-F1 for early stopping are unweighted.
   """
   if len(train_idx_per_run) != len(seed_per_run) or not train_idx_per_run:
     raise ValueError("need one seed per run and at least one run")
@@ -179,6 +213,8 @@ def train_probe(x_NxD: np.ndarray | jax.Array, y_N: np.ndarray, train_idx_per_ru
   inits = [init_head(head_kind, d, num_classes, seed=int(s)) for s in seed_per_run]
   params0_R = jax.tree.map(lambda *p: np.stack(p), *inits)
   seeds_R = np.asarray(seed_per_run, np.uint32)
+  y_np = np.asarray(y_N)
+  class_w_RxC = np.stack([class_weights(y_np[ix], num_classes, class_weight) for ix in train_idx_per_run])
   x_NxD, y_N = jnp.asarray(x_NxD, jnp.float32), jnp.asarray(y_N, jnp.int32)
   val_idx_V, eval_idx_E = jnp.asarray(val_idx_V, jnp.int32), jnp.asarray(eval_idx_E, jnp.int32)
 
@@ -187,7 +223,8 @@ def train_probe(x_NxD: np.ndarray | jax.Array, y_N: np.ndarray, train_idx_per_ru
   for g in dict.fromkeys(groups):  # first-appearance order
     rows = np.array([r for r, gr in enumerate(groups) if gr == g])
     out = _fit_runs(x_NxD, y_N, idx_RxT[rows], sizes_R[rows].astype(np.int32), val_idx_V, eval_idx_E,
-                    seeds_R[rows], jax.tree.map(lambda p: p[rows], params0_R), head_kind=head_kind,
+                    seeds_R[rows], jax.tree.map(lambda p: p[rows], params0_R), class_w_RxC[rows],
+                    head_kind=head_kind,
                     num_classes=num_classes, settings=settings)
     outs.append((rows, [np.asarray(o) for o in out]))
   merged = []
