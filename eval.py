@@ -89,23 +89,10 @@ def _parse_settings(cfg) -> dict[str, Any]:
 
 
 def check_model(spec: str) -> None:
-  """Fail fast (before any embedding work) on a model that cannot load: one clear message."""
-  from jaxemb.eval.cache import split_model_spec
-  from jaxemb.models.api import MINILM_ALIASES, is_workdir, packaged_minilm_dir
-  if spec.lower() in MINILM_ALIASES:
-    try:
-      packaged_minilm_dir()
-    except FileNotFoundError as e:
-      raise EvalError(str(e).replace("\n", " ")) from None
-    return
-  path, _ = split_model_spec(spec)
-  folder = Path(path).expanduser()
-  if not folder.exists():
-    raise EvalError(f"model {spec!r}: {folder} does not exist (expected an HF folder, 'minilm' or a jaxemb "
-                    "training workdir, optionally DIR@STEP)")
-  if not (folder.is_dir() and (is_workdir(folder) or (folder / "config.json").exists())):
-    raise EvalError(f"model {spec!r}: {folder} is neither a Hugging Face model folder (config.json + "
-                    "model.safetensors) nor a jaxemb training workdir (checkpoints/ + model/)")
+  """Fail fast (before any embedding work) on a model that cannot load: jaxemb.resolve raises a one-line
+  ModelSpecError (a UserError) naming the spec, e.g. a step without a checkpoint and the steps that have one."""
+  from jaxemb.resolve import resolve
+  resolve(spec)
 
 
 class _LazyEncoder:

@@ -26,15 +26,6 @@ _IGNORED_DIRS = {"cache", "eval", "tb", "logs", "tensorboard", "__pycache__"}
 _MAX_FILES = 20000
 
 
-def split_model_spec(spec: str) -> tuple[str, int | None]:
-  """"DIR@STEP" -> ("DIR", STEP); anything else -> (spec, None). A path that exists as written wins."""
-  if "@" in spec and not Path(spec).exists():
-    path, step = spec.rsplit("@", 1)
-    if step.isdigit():
-      return path, int(step)
-  return spec, None
-
-
 def _file_stats(root: Path, base: Path) -> list[list[Any]]:
   out = []
   for dirpath, dirnames, filenames in os.walk(root):
@@ -53,33 +44,18 @@ def _file_stats(root: Path, base: Path) -> list[list[Any]]:
 def model_fingerprint(spec: str) -> dict[str, Any]:
   """JSON-able identity of a model spec ("minilm", an HF folder, a workdir, "DIR@STEP").
 
-  Raises FileNotFoundError for a path that does not exist (the caller turns it into a one-line error).
+  Raises jaxemb.resolve.ModelSpecError (a one-line user error) for a spec that names no model.
   """
-  from jaxemb.models.api import MINILM_ALIASES, is_workdir, packaged_minilm_dir
+  from jaxemb.resolve import resolve
 
-  if spec.lower() in MINILM_ALIASES:
-    folder, step = packaged_minilm_dir(), None
+  r = resolve(spec)
+  folder = r.path.resolve()
+  fp: dict[str, Any] = {"spec": spec, "path": str(folder), "step": r.requested_step}
+  if r.kind == "workdir":
+    fp["resolved_step"] = r.step
+    fp["files"] = _file_stats(folder / "model", folder) + _file_stats(folder / "checkpoints" / str(r.step), folder)
   else:
-    path, step = split_model_spec(spec)
-    folder = Path(path).expanduser()
-    if not folder.exists():
-      raise FileNotFoundError(f"model {spec!r}: {folder} does not exist")
-  folder = folder.resolve()
-  fp: dict[str, Any] = {"spec": spec, "path": str(folder), "step": step}
-  if folder.is_dir() and is_workdir(folder):
-    ckpt = folder / "checkpoints"
-    steps = sorted(int(d.name) for d in ckpt.iterdir() if d.is_dir() and d.name.isdigit())
-    chosen = step if step is not None else (steps[-1] if steps else None)
-    fp["resolved_step"] = chosen
-    files = _file_stats(folder / "model", folder)
-    if chosen is not None and (ckpt / str(chosen)).is_dir():
-      files += _file_stats(ckpt / str(chosen), folder)
-    fp["files"] = files
-  elif folder.is_dir():
     fp["files"] = _file_stats(folder, folder)
-  else:
-    st = folder.stat()
-    fp["files"] = [[folder.name, st.st_size, st.st_mtime_ns]]
   return fp
 
 

@@ -50,6 +50,8 @@ def write_embeddings(model: str, data: str, text_field: str, out_prefix: str, *,
     from jaxemb import Encoder
     try:
       enc = Encoder.from_pretrained(model)
+    except UserError:  # a bad spec (jaxemb.resolve): its message names the model already
+      raise
     except (ValueError, FileNotFoundError, OSError) as e:
       raise UserError(f"--model {model!r}: {e}".replace("\n", " ")) from None
     try:

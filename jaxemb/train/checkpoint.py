@@ -1,32 +1,27 @@
 """Orbax checkpoints of a training workdir: `DIR/checkpoints/<step>/{params,train,data,meta}`.
 
-- params: the model parameters (what the evaluator and `Encoder.from_pretrained(DIR)` read);
+- params: the model parameters (what the evaluator and `Encoder.from_pretrained(DIR)` read, through
+  `jaxemb.resolve.read_checkpoint_params`);
 - train: optimiser state, step and rng;
 - data: the batch iterator position (JSON), so a resumed run sees exactly the batches it would have seen;
 - meta: step, objective and a few facts (JSON).
 Orbax writes each step into a temporary folder and renames it when complete: a crash mid-save leaves the
-previous step intact.
+previous step intact. The layout (folder, item names, manager options) is defined once, in jaxemb.resolve.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxemb.resolve import checkpoint_manager
 
-def manager(workdir: str | Path, *, keep: int | None = 3, read_only: bool = False,
-            async_save: bool = True) -> ocp.CheckpointManager:
-  """Saves happen when the loop says so (after it has checked the step's loss), not on an interval."""
-  options = ocp.CheckpointManagerOptions(
-      max_to_keep=None if read_only else keep, save_interval_steps=0 if read_only else 1,
-      create=not read_only, read_only=read_only,
-      enable_async_checkpointing=async_save)
-  return ocp.CheckpointManager(Path(workdir).absolute() / "checkpoints", options=options,
-                               item_names=("params", "train", "data", "meta"))
+
+def manager(workdir: str | Path, *, keep: int | None = 3, async_save: bool = True) -> ocp.CheckpointManager:
+  """Saves happen when the loop says so (after it has checked the step's metrics), not on an interval."""
+  return checkpoint_manager(workdir, keep=keep, async_save=async_save)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, params, train_state: dict, data_state: dict, meta: dict) -> None:
@@ -46,24 +41,3 @@ def restore(mngr: ocp.CheckpointManager, step: int, params_like, train_like: dic
       data=ocp.args.JsonRestore(),
       meta=ocp.args.JsonRestore()))
   return out["params"], out["train"], out["data"], out["meta"]
-
-
-def load_encoder_params(workdir: str | Path, step: int | None, like: dict[str, Any]) -> tuple[dict, int]:
-  """The encoder + MLM head parameters of a workdir's latest (or given) step, as numpy, host-only."""
-  mngr = manager(workdir, read_only=True, async_save=False)
-  steps = mngr.all_steps()
-  if not steps:
-    raise ValueError(f"{workdir}: training workdir has no complete checkpoint yet")
-  if step is None:
-    step = max(steps)
-  elif step not in steps:
-    raise ValueError(f"{workdir}: no checkpoint at step {step}; available: {sorted(steps)}")
-  target = {k: like[k] for k in ("encoder", "mlm_head")}
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), target)
-  # Partial restore: the checkpoint may also hold a note head that an encoder has no use for.
-  # Restored as host numpy arrays: the evaluator may run on another topology than training did.
-  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), abstract)
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      params=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=True)))["params"]
-  mngr.close()
-  return jax.tree.map(np.asarray, dict(restored)), int(step)
