@@ -110,7 +110,7 @@ def mlm_max_predictions(length: int, mask_prob: float = 0.15) -> int:
 
 
 MLM_PACKINGS = ("chunk", "truncate")
-METADATA_SAMPLERS = ("random", "balanced")
+METADATA_SAMPLERS = ("random", "length_bucketed", "balanced")
 DEFAULT_EXCLUDE_SPLITS = ("test",)  # Pre-training never sees the evaluation test split unless asked to.
 
 # Stream salts: numpy's SeedSequence treats [a, b, c] and [a, b, c, 0] alike, so every non-span stream ends in a
@@ -197,6 +197,11 @@ class _Batches:
   @property
   def steps_per_epoch(self) -> int:
     raise NotImplementedError
+
+  def drop_counts(self) -> dict[str, int]:
+    """Documents of the selected splits this builder does not use (or uses shortened), by reason. Flat
+    {reason: count} for the workdir's data_spec.json and metrics.jsonl's first row; {} when none."""
+    return {}
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
     raise NotImplementedError
@@ -314,11 +319,17 @@ class MLMBatches(_Batches):
 class MetadataBatches(_Batches):
   """Metadata-objective batches: the truncated MLM batch plus `category` B (int32 index into `categories`).
 
-  Documents without a metadata category are left out (`n_without_category`). sampler="random": plain shuffled
-  batches (the original; positives only by chance). sampler="balanced": each batch draws B // per_category
-  categories uniformly (among those with >= per_category documents) and per_category documents of each
-  (the first B % per_category categories get one more), so every sampled category has >= 2 rows; rows of a
-  category are adjacent. `steps_per_epoch` is then nominal (documents // B).
+  Documents without a metadata category are left out (`n_without_category`).
+  sampler="random": plain shuffled batches (the original; positives only by chance): a seeded permutation
+  per epoch cut into batches, so a batch's rows (and SupCon's positives and negatives) have unrelated
+  lengths. sampler="length_bucketed": as "random", but each window of `window_batches` batches is sorted by
+  length before it is cut (as MLM's truncate packing), so a batch pads to a bucket that fits most rows;
+  its positives and negatives are then length-matched, which SupCon can exploit, so it is not the default.
+  sampler="balanced": each batch draws B // per_category categories uniformly (among those with
+  >= per_category documents) and per_category documents of each (the first B % per_category categories get
+  one more), so every sampled category has >= 2 rows; rows of a category are adjacent. `steps_per_epoch` is
+  then nominal (documents // B). Categories with fewer than per_category documents are counted
+  (`too_small_categories`): the balanced sampler never draws them.
   """
 
   def __init__(self, prepared, *, batch_size: int, max_length: int = 512, seed: int = 0, sampler: str = "random",
@@ -344,6 +355,7 @@ class MetadataBatches(_Batches):
                                         np.int64)
     # Categories too small for a guaranteed positive cannot be drawn by the balanced sampler: report them.
     self.too_small_categories = [self.categories[c] for c, d in self._by_category.items() if len(d) < per_category]
+    self.n_in_too_small_categories = int(sum(len(d) for d in self._by_category.values() if len(d) < per_category))
     if sampler == "balanced" and len(self.eligible_categories) == 0:
       raise ValueError(f"no metadata category has >= {per_category} documents")
 
@@ -357,10 +369,18 @@ class MetadataBatches(_Batches):
       return self._balanced(step)
     epoch, b = divmod(step, self.steps_per_epoch)
     if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+      window = self.window_batches if self.sampler == "length_bucketed" else 1
       order = epoch_batches(self.doc_indices, self.prepared.lengths, batch_size=self.batch_size, seed=self.seed,
-                            epoch=epoch, window_batches=self.window_batches)
+                            epoch=epoch, window_batches=window)
       self._epoch_cache = (epoch, order)
     return self._epoch_cache[1][b]
+
+  def drop_counts(self) -> dict[str, int]:
+    out = {"metadata/without_category": self.n_without_category}
+    if self.sampler == "balanced":  # the other samplers still use these documents (without a sure positive)
+      out["metadata/too_small_categories"] = len(self.too_small_categories)
+      out["metadata/in_too_small_categories"] = self.n_in_too_small_categories
+    return out
 
   def _balanced(self, step: int) -> np.ndarray:
     rng = _rng(self.seed, step, _SALT_BALANCED)
@@ -394,7 +414,8 @@ class DeclutrBatches(_Batches):
   anchor_ids NxLa (MLM-masked), anchor_mask NxLa, mlm_positions/labels/weights NxM, positive_ids (N*P)xLp,
   positive_mask (N*P)xLp; anchors of document b are rows b*A .. b*A+A-1, positives of anchor i are rows
   i*P .. i*P+P-1. La and Lp are buckets (capped at max_span + 2) of the longest span in the global batch.
-  Spans are slices of the document's token ids wrapped in [CLS] .. [SEP]. Span randomness comes from
+  Spans are slices of the document's token ids wrapped in [CLS] .. [SEP] (a deviation from the original,
+  which re-tokenises span text; docs/ARCHITECTURE.md "Deviations from the paper"). Span randomness comes from
   numpy Generator((seed, epoch, doc_index)), fresh every epoch.
 
   split_positives=True (when every host's N*P rows are even): positives are Beta(2,4)-short, and padding all
@@ -434,6 +455,10 @@ class DeclutrBatches(_Batches):
   @property
   def steps_per_epoch(self) -> int:
     return len(self.doc_indices) // self.batch_size
+
+  def drop_counts(self) -> dict[str, int]:
+    # Shrunk documents are used, with shorter spans than max_span; counted because they change the task.
+    return {"declutr/short_skipped": self.n_short_skipped, "declutr/shrunk": self.n_shrunk}
 
   def spans(self, doc_index: int, epoch: int) -> SpanSample:
     """The spans of one document in one epoch (a pure function of seed, epoch and doc_index)."""

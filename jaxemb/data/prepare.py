@@ -30,6 +30,7 @@ from jaxemb.data import corpus as corpus_lib
 from jaxemb.data import default_cache_dir
 from jaxemb.data.corpus import Document, Fields, SkipReport
 from jaxemb.data.masking import SpecialTokens
+from jaxemb.data.spec import file_sha256
 # The one tokenizer loader (a local folder, default all-MiniLM-L6-v2, or a hub name); re-exported here.
 from jaxemb.resolve import load_tokenizer  # noqa: F401
 
@@ -58,11 +59,8 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def file_fingerprint(path: str | Path) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      h.update(chunk)
-  return h.hexdigest()
+  """sha256 of the file's bytes (the corpus identity recorded in a workdir's data_spec.json)."""
+  return file_sha256(path)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,10 @@ Decisions that remove documents are never silent: each is counted in `EvalData.i
 - validation/test documents whose label has no training example: a classifier cannot predict a class it
   never saw, so they are dropped and counted per split and label (this covers "labels present only in
   test" and "a class with no training examples").
+Splits come from the same plan as pre-training's (`corpus.SplitPlanner`, over every row with a usable text,
+labelled or not): exact duplicates land in one split (counted in the notes), the corpus's own validation
+split is used as is. `EvalData.info["data_spec"]` is what `jaxemb.data.spec.check_compatible` compares with
+a training workdir's data_spec.json.
 Unrecoverable problems (missing file, unknown text/label field, fewer than two training classes, an empty
 split) raise `EvalError` with a one-line message.
 """
@@ -47,14 +51,13 @@ def _opt(name: str | None) -> str | None:
 def load_eval_data(data_cfg: Any) -> EvalData:
   """data_cfg: the `config.data` ConfigDict (path, text_field, label_field, metadata_field, split_field,
   group_field, id_field, max_docs, max_classes, split_seed, val_fraction, test_fraction)."""
-  from jaxemb.data.corpus import Fields, load_documents, peek_fields, split_documents
+  from jaxemb.data import corpus as corpus_lib
+  from jaxemb.data import spec as spec_lib
+  from jaxemb.data.corpus import Fields, peek_fields
 
   notes: list[str] = []
-  if data_cfg.path:
-    path = Path(data_cfg.path).expanduser()
-  else:
-    from jaxemb.data.synthetic import quickstart_corpus_path
-    path = quickstart_corpus_path()
+  path = spec_lib.corpus_path(data_cfg.path)
+  if not data_cfg.path:
     notes.append(f"data.path empty: using the synthetic quick-start corpus {path}")
   if not path.exists():
     raise EvalError(f"data.path {path} does not exist")
@@ -82,19 +85,38 @@ def load_eval_data(data_cfg: Any) -> EvalData:
 
   fields = Fields(text=data_cfg.text_field, label=data_cfg.label_field, metadata=optional["metadata_field"],
                   group=optional["group_field"], split=optional["split_field"], id=optional["id_field"])
+  split_kw = spec_lib.split_kwargs(data_cfg)
+  clean = bool(data_cfg.get("clean", True))
   try:
-    docs, skips = load_documents(path, fields, require=("label",))
+    planner = corpus_lib.SplitPlanner(**split_kw)
+    skips = corpus_lib.SkipReport()
+    # Each document with its plan index (a yielded document is the planner's last added one).
+    indexed = [(d, len(planner) - 1) for d in corpus_lib.iter_documents(
+        path, fields, require=("label",), strict=bool(data_cfg.get("strict", False)), clean=clean, report=skips,
+        planner=planner)]
+    plan = planner.plan()
   except (OSError, ValueError) as e:
     raise EvalError(f"cannot load {path}: {e}") from None
+  docs = [d for d, _ in indexed]
+  split_of = {id(d): plan.splits[k] for d, k in indexed}
   if skips.skipped:
     notes.append(f"corpus reader skipped {skips.skipped} of {skips.rows_seen} rows: "
                  + "; ".join(f"{k} {v}" for k, v in sorted(skips.counts.items())))
   if not docs:
     raise EvalError(f"{path}: no usable documents with text field {fields.text!r} and label field "
                     f"{fields.label!r} ({skips.summary().splitlines()[0]})")
+  dup = plan.duplicates
+  if dup["documents"]:
+    notes.append(f"duplicates (same text after whitespace/case normalisation): {dup['documents']} documents repeat "
+                 f"one of {dup['texts']} texts; {dup['crossing_texts']} texts would have crossed splits, "
+                 f"{dup['moved']} documents moved so that each text is in one split")
 
   info: dict[str, Any] = {"path": str(path), "fields": dataclasses.asdict(fields),
-                          "skip_report": skips.to_dict(), "n_loaded": len(docs)}
+                          "skip_report": skips.to_dict(), "n_loaded": len(docs), "duplicates": dict(dup)}
+  info["data_spec"] = spec_lib.split_record(
+      path=path, sha256=spec_lib.file_sha256(path), fields=dataclasses.asdict(fields), clean=clean,
+      seed=split_kw["seed"], val_fraction=split_kw["val_fraction"], test_fraction=split_kw["test_fraction"],
+      split_plan=plan.to_dict())
 
   max_classes = int(data_cfg.get("max_classes", 0) or 0)
   if max_classes > 0:
@@ -108,25 +130,24 @@ def load_eval_data(data_cfg: Any) -> EvalData:
 
   max_docs = int(data_cfg.get("max_docs", 0) or 0)
   if 0 < max_docs < len(docs):
-    rng = np.random.default_rng(int(data_cfg.get("split_seed", 0)))
+    rng = np.random.default_rng(split_kw["seed"])
     chosen = np.sort(rng.choice(len(docs), max_docs, replace=False))
     info["max_docs"] = {"kept": max_docs, "of": len(docs)}
     notes.append(f"data.max_docs={max_docs}: seeded random subset of {max_docs} of {len(docs)} documents")
     docs = [docs[i] for i in chosen]
 
-  splits = split_documents(docs, seed=int(data_cfg.get("split_seed", 0)),
-                           val_fraction=float(data_cfg.get("val_fraction", 0.1)),
-                           test_fraction=float(data_cfg.get("test_fraction", 0.2)))
+  splits: dict[str, list] = {s: [] for s in corpus_lib.SPLITS}
+  for d in docs:
+    if split_of[id(d)] in splits:
+      splits[split_of[id(d)]].append(d)
   n_other = len(docs) - sum(len(v) for v in splits.values())
   if n_other:
     info["dropped_other_split"] = n_other
     notes.append(f"{n_other} documents have a corpus split other than train/validation/test: not used")
   has_split = any(d.split is not None for d in docs)
-  info["split_source"] = (f"corpus field {fields.split!r} (validation carved group-aware out of train)"
-                          if has_split else "seeded group-aware split")
-  info["split_settings"] = {"seed": int(data_cfg.get("split_seed", 0)),
-                            "val_fraction": float(data_cfg.get("val_fraction", 0.1)),
-                            "test_fraction": float(data_cfg.get("test_fraction", 0.2))}
+  carved = " (validation carved group-aware out of train)" if plan.carved_validation else " (its own validation)"
+  info["split_source"] = (f"corpus field {fields.split!r}{carved}" if has_split else "seeded group-aware split")
+  info["split_settings"] = dict(split_kw)
 
   classes = sorted({d.label for d in splits["train"]})
   if len(classes) < 2:
