@@ -6,12 +6,14 @@ a short fine-tune + TF-IDF).
 
 MTSamples specialty, say:
   python eval.py --config configs/eval.py --workdir out/mts \
-    --config.data.path=../shared/data/mtsamples_notes.jsonl.gz --config.data.label_field=specialty \
+    --config.data.path=mtsamples_notes.jsonl.gz --config.data.label_field=specialty \
     --config.data.metadata_field=note_type --config.data.group_field= \
     --config.models=minilm,workdirs/declutr@20000
 """
 
 import ml_collections
+
+from jaxemb.data.spec import data_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -35,19 +37,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # a second evaluation skips compiling the embedding, probe-grid and fine-tuning programs.
   config.compilation_cache = "auto"
 
-  config.data = ml_collections.ConfigDict()
-  config.data.path = ""            # "" = the synthetic quick-start corpus (generated on first use)
-  config.data.text_field = "text"
-  config.data.label_field = "specialty"
-  config.data.metadata_field = "note_type"  # "" = no geometry by metadata
-  config.data.split_field = "split"         # corpus train/validation/test if present, else seeded split
-  config.data.group_field = "group"         # keeps a patient's notes in one split; "" = none
-  config.data.id_field = "id"
-  config.data.max_docs = 0                  # > 0: seeded random subset of the corpus
+  # The data block shared with pre-training (jaxemb/data/spec.py: path, fields, split seed and fractions,
+  # exclude_splits, max_docs, strict, clean), plus what only evaluation reads.
+  config.data = data_config()
   config.data.max_classes = 0               # > 0: keep only the K most frequent labels
-  config.data.split_seed = 0
-  config.data.val_fraction = 0.1            # carved out of train when the corpus has no validation split
-  config.data.test_fraction = 0.2           # used only without a corpus split field
 
   # Frozen-encoder heads trained on cached embeddings (full-batch AdamW, early stopping on val macro-F1).
   config.probe = ml_collections.ConfigDict()

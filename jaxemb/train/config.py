@@ -1,12 +1,15 @@
 """Defaults shared by configs/mlm.py, configs/declutr.py and configs/metadata.py.
 
 Every field a training run reads lives here with its default; the config files set what differs between
-objectives (the original code's hyperparameters, ../shared/docs/method.md) and their `:smoke` variants.
+objectives (the original code's hyperparameters: DeCLUTR's and the metadata paper's published settings) and
+their `:smoke` variants.
 """
 
 from __future__ import annotations
 
 import ml_collections
+
+from jaxemb.data.spec import data_config
 
 
 def base_config(objective: str) -> ml_collections.ConfigDict:
@@ -28,18 +31,9 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   # of about one layer instead of all. For long sequences on accelerators; on this CPU it only costs time.
   c.model.remat = False
 
-  c.data = ml_collections.ConfigDict()
-  c.data.path = ""            # "" = the generated quick-start corpus (synthetic; only for trying the tool)
-  c.data.text_field = "text"
-  c.data.metadata_field = "note_type"
-  c.data.label_field = ""     # not used by pre-training; kept so one data block serves train and eval
-  c.data.group_field = "group"
-  c.data.split_field = "split"
-  c.data.id_field = "id"
-  c.data.exclude_splits = "test"   # pre-training never sees the evaluation test split
-  c.data.split_seed = 0
-  c.data.strict = False
-  c.data.clean = True
+  # The data block shared with evaluation (jaxemb/data/spec.py: path, fields, split seed and fractions,
+  # exclude_splits, max_docs, strict, clean), plus what only pre-training reads.
+  c.data = data_config()
   c.data.cache_dir = ""       # "" = ~/.cache/jaxemb
   c.data.max_length = 256
   c.data.mask_prob = 0.15

@@ -71,17 +71,15 @@ def open_corpus(cfg: ml_collections.ConfigDict, tokenizer):
   from jaxemb.data.corpus import Fields
   from jaxemb.data.prepare import prepare
   from jaxemb.data import batching
-  path = cfg.data.path
-  if not path:
-    from jaxemb.data.synthetic import quickstart_corpus_path
-    path = str(quickstart_corpus_path())
+  from jaxemb.data import spec as data_spec
+  path = str(data_spec.corpus_path(cfg.data.path))
   need_category = cfg.objective == "metadata"
   fields = Fields(text=cfg.data.text_field, metadata=cfg.data.metadata_field or None,
                   group=cfg.data.group_field or None, split=cfg.data.split_field or None,
                   id=cfg.data.id_field or None)
   prep = partial(prepare, path, fields, tokenizer, cache_dir=cfg.data.cache_dir or None,
                  require=("metadata",) if need_category else (), strict=cfg.data.strict,
-                 clean=cfg.data.clean, seed=cfg.data.split_seed)
+                 clean=cfg.data.clean, **data_spec.split_kwargs(cfg.data))
   if jax.process_count() > 1:
     # Host 0 writes the cache, the others wait and then read it: no race on TFDS's final rename when the
     # hosts share a cache directory.
@@ -233,6 +231,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]
   num_categories = len(getattr(batches, "categories", []) or [])
   if is_host0:
     _say(f"model {encoder}; corpus {corpus_path}: {prepared}")
+    # How the corpus was split and what pre-training drops: the evaluator checks its test split against it.
+    from jaxemb.data.spec import write_data_spec
+    write_data_spec(workdir, prepared, cfg.data, batches)
     if not (workdir / "model" / "config.json").exists():
       encoder.save_pretrained(workdir / "model")  # tokenizer + config for the evaluator; weights = init
 
