@@ -53,6 +53,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.probe.eval_every = 10
   config.probe.patience = 5        # evaluations without improvement
   config.probe.batch_size = 128    # full batch up to this many rows, sampled rows above
+  # "none", "balanced" (loss weights n / (K n_k), as scikit-learn) or "none,balanced": balanced rows get their
+  # own modes (probe_balanced, probe_logreg_balanced)
+  config.probe.class_weight = "none"
 
   config.finetune = ml_collections.ConfigDict()
   config.finetune.shots = ""       # "" = config.shots; fine-tuning costs far more, so it may use fewer
@@ -70,6 +73,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.finetune.head_dropout = 0.1
 
   config.tfidf_c_grid = "0.1,1,10,100"
+  config.tfidf_class_weight = "none"  # as probe.class_weight; balanced rows get the mode tfidf_balanced
+
+  # The verdict: each model against the first of config.models, per (mode, shots): the paired difference in
+  # test macro-F1 with a bootstrap interval over test documents (jaxemb/eval/compare.py).
+  config.verdict = ml_collections.ConfigDict()
+  config.verdict.n_boot = 1000     # resamples of the test documents
+  config.verdict.seed = 0
+  config.verdict.level = 0.95      # of the interval
 
   config.geometry = ml_collections.ConfigDict()
   config.geometry.enabled = True

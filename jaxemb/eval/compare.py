@@ -83,7 +83,8 @@ def paired_bootstrap(y_T: np.ndarray, pred_model_SxT: np.ndarray, pred_base_SxT:
 
 
 def verdict_rows(preds: dict[tuple, np.ndarray], y_T: np.ndarray, base: str, models: list[str], *,
-                 num_classes: int, n_boot: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+                 num_classes: int, n_boot: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> list[dict[str, Any]]:
   """One verdict per (model other than `base`, mode, shots) that both the model and the base have.
 
   preds: (model, mode, shots, seed) -> predicted class of every test document [T]. Only seeds both models
@@ -103,7 +104,7 @@ def verdict_rows(preds: dict[tuple, np.ndarray], y_T: np.ndarray, base: str, mod
         continue
       res = paired_bootstrap(y_T, np.stack([preds[(model, mode, shots, s)] for s in seeds]),
                              np.stack([preds[(base, mode, shots, s)] for s in seeds]),
-                             num_classes=num_classes, n_boot=n_boot, seed=seed)
+                             num_classes=num_classes, n_boot=n_boot, seed=seed, level=level)
       out.append({"model": model, "base": base, "mode": mode, "shots": shots, "metric": "macro_f1",
                   "split": "test", **res})
   return out

@@ -19,7 +19,8 @@ RUN_KEYS = ("model", "mode", "shots", "seed", "split", "accuracy", "macro_f1", "
 GEOMETRY_KEYS = ("model", "field", "alignment", "uniformity", "silhouette", "knn_accuracy", "kmeans_nmi",
                  "kmeans_ari")
 METRICS = ("macro_f1", "accuracy", "weighted_f1", "macro_precision", "macro_recall", "auroc")
-MODE_ORDER = ("tfidf", "probe_logreg", "probe", "finetune")
+MODE_ORDER = ("tfidf", "tfidf_balanced", "probe_logreg", "probe_logreg_balanced", "probe", "probe_balanced",
+              "finetune")
 
 
 def model_slug(spec: str) -> str:
@@ -105,18 +106,45 @@ def plot_fewshot_curves(summary: Sequence[dict], path: Path, metric: str = "macr
   return True
 
 
+def verdict_md(verdict: Sequence[dict]) -> list[str]:
+  """The report's first table: one line per (model, mode, shots) against the base model."""
+  if not verdict:
+    return []
+  md = ["## Verdict", "",
+        f"Test macro-F1 of each model minus the base `{model_slug(verdict[0]['base'])}` (first of config.models), "
+        f"same mode and training samples: mean over seeds, {round(100 * verdict[0]['level'])}% interval from a "
+        f"paired bootstrap over the {verdict[0]['n_test']} test documents ({verdict[0]['n_boot']} resamples), "
+        "and the std over seeds of the per-seed differences.", "",
+        f"| model | mode | shots | seeds | Δ macro-F1 | {round(100 * verdict[0]['level'])}% interval | seed std | "
+        "verdict |",
+        "|---|---|---|---|---|---|---|---|"]
+  for v in verdict:
+    md.append(f"| {model_slug(v['model'])} | {v['mode']} | {v['shots']} | {v['n_seeds']} | {v['diff']:+.3f} | "
+              f"[{v['ci_low']:+.3f}, {v['ci_high']:+.3f}] | {v['seed_std']:.3f} | **{v['verdict']}** |")
+  return md + [""]
+
+
+def write_json(path: Path, doc: dict) -> None:
+  """results.json, atomically (a temporary file, then os.replace)."""
+  from jaxemb.eval.resume import write_json_atomic
+  write_json_atomic(path, _json_safe(doc))
+
+
 def write_outputs(out_dir: Path, *, dataset: dict, runs: list[dict], geometry: list[dict], config: dict,
-                  maps: dict[tuple[str, str], str], extra: dict | None = None) -> dict[str, Path]:
-  """results.json / results.csv / report.md (+ fewshot_macro_f1.png). Returns the written paths."""
+                  maps: dict[tuple[str, str], str], extra: dict | None = None,
+                  verdict: Sequence[dict] = (), failed: Sequence[dict] = ()) -> dict[str, Path]:
+  """results.json / results.csv / report.md (+ fewshot_macro_f1.png). Returns the written paths.
+
+  verdict: compare.verdict_rows (results.json "verdict", the report's first table); failed: runs that
+  stopped with a reason (results.json "failed", a report section)."""
   out_dir.mkdir(parents=True, exist_ok=True)
   paths = {"json": out_dir / "results.json", "csv": out_dir / "results.csv", "md": out_dir / "report.md",
            "curves": out_dir / "fewshot_macro_f1.png"}
-  doc = {"dataset": dataset, "runs": runs, "geometry": geometry, "config": config}
+  doc = {"dataset": dataset, "runs": runs, "geometry": geometry, "config": config, "verdict": list(verdict),
+         "failed": list(failed)}
   if extra:
     doc.update(extra)
-  tmp = paths["json"].with_suffix(".json.tmp")
-  tmp.write_text(json.dumps(_json_safe(doc), indent=1))
-  tmp.replace(paths["json"])
+  write_json(paths["json"], doc)
 
   with open(paths["csv"], "w", newline="") as f:
     extra_keys = sorted({k for r in runs for k in r} - set(RUN_KEYS))
@@ -129,7 +157,7 @@ def write_outputs(out_dir: Path, *, dataset: dict, runs: list[dict], geometry: l
 
   summary = summarize(runs, "test")
   has_curves = plot_fewshot_curves(summary, paths["curves"])
-  md = ["# jaxemb evaluation report", ""]
+  md = ["# jaxemb evaluation report", ""] + verdict_md(verdict)
   sizes = dataset.get("split_sizes", {})
   md += [f"- corpus: `{dataset.get('path')}`; label `{dataset.get('fields', {}).get('label')}`, "
          f"{len(dataset.get('classes', []))} classes",
@@ -147,6 +175,11 @@ def write_outputs(out_dir: Path, *, dataset: dict, runs: list[dict], geometry: l
               + " | ".join(_fmt(s[m], s[m + "_std"]) for m in METRICS) + " |")
   if has_curves:
     md += ["", f"![few-shot curves]({paths['curves'].name})"]
+  if failed:
+    md += ["", "## Failed runs (not in the table above)", "", "| model | mode | shots | seed | reason |",
+           "|---|---|---|---|---|"]
+    md += [f"| {model_slug(f['model'])} | {f['mode']} | {f['shots']} | {f['seed']} | {f['reason']} |"
+           for f in failed]
   if geometry:
     md += ["", "## Embedding geometry (test split, L2-normalised embeddings)", "",
            "alignment: mean squared distance of same-category pairs (lower = tighter); uniformity: "

@@ -1,0 +1,182 @@
+"""The evaluator interface and what every evaluator is handed (the plan, the data, a model).
+
+An evaluator is built once from the config (its settings read there, in one place) and then asked, for each
+model, to run each of its units. A unit is the smallest piece of work whose result is saved on its own
+(`results.json` after every unit, so a rerun resumes after the last finished one); its name is the `mode` of
+the rows it writes ("probe", "probe_logreg", "finetune", "tfidf", ...) or "geometry".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from jaxemb.eval.dataset import EvalData, EvalError
+from jaxemb.eval.fewshot import Shots, parse_shots, sample_few_shot
+from jaxemb.eval.metrics import classification_metrics
+
+
+def csv_list(value: Any, where: str) -> list[str]:
+  """"a, b,," -> ["a", "b"]; an empty list is an error naming the config field."""
+  items = [s.strip() for s in str(value).split(",") if s.strip()]
+  if not items:
+    raise EvalError(f"config.{where} is empty")
+  return items
+
+
+def settings_from(cls: type, section: Any, where: str, **given: Any) -> Any:
+  """The settings dataclass `cls` with every field read from the config section `where` (or `given`).
+
+  The config is the one place a setting's default lives: a field missing from both is an error, so a
+  dataclass default never silently stands in for the config's."""
+  values = {}
+  for f in dataclasses.fields(cls):
+    if f.name in given:
+      values[f.name] = given[f.name]
+    elif f.name in section:
+      values[f.name] = section[f.name]
+    else:
+      raise EvalError(f"config.{where}.{f.name} is missing (a field of {cls.__name__})")
+  return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What the whole evaluation covers: models (the first is the base of every verdict), shots, seeds."""
+  models: list[str]
+  shots: list[Shots]
+  seeds: list[int]
+
+  @classmethod
+  def from_config(cls, cfg: Any) -> "Plan":
+    models = csv_list(cfg.models, "models")
+    if len(set(models)) != len(models):
+      raise EvalError(f"config.models lists a model twice: {models}")
+    try:
+      shots = parse_shots(cfg.shots)
+      seeds = [int(s) for s in csv_list(cfg.seeds, "seeds")]
+    except ValueError as e:
+      raise EvalError(f"config: {e}") from None
+    return cls(models=models, shots=shots, seeds=seeds)
+
+
+@dataclasses.dataclass
+class Context:
+  """The labelled data and the few-shot samples, shared by every evaluator and model.
+
+  Every (shots, seed) sample is drawn once, so rows of one seed differ only by the method and the model:
+  that pairing is what the verdict's paired comparison relies on."""
+  cfg: Any
+  plan: Plan
+  data: EvalData
+  out: Path
+  log: Callable[[str], None] = print
+  _samples: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def eval_idx(self) -> np.ndarray:
+    """Rows whose predictions every evaluator returns: validation, then test."""
+    return np.concatenate([self.data.split_idx["validation"], self.data.split_idx["test"]])
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.data.class_names)
+
+  def sample(self, shots: Shots, seed: int) -> np.ndarray:
+    """Training rows (indices into the data) of the (shots, seed) few-shot sample."""
+    if (shots, seed) not in self._samples:
+      tr = self.data.split_idx["train"]
+      self._samples[(shots, seed)] = tr[sample_few_shot(self.data.y_N[tr], shots, seed)]
+    return self._samples[(shots, seed)]
+
+
+@dataclasses.dataclass
+class UnitResult:
+  """What one unit yields: run rows (one per split), test predictions per run, geometry rows, failures."""
+  runs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+  preds: dict[tuple[Shots, int], np.ndarray] = dataclasses.field(default_factory=dict)  # -> class per test doc
+  geometry: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+  failed: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+  def add_run(self, ctx: Context, model: str, mode: str, shots: Shots, seed: int, probs_ExC: np.ndarray,
+              extra: dict[str, Any]) -> None:
+    """One row per split (validation, test) from probabilities over ctx.eval_idx; keeps test predictions."""
+    data, offset = ctx.data, 0
+    for split in ("validation", "test"):
+      idx = data.split_idx[split]
+      probs = np.asarray(probs_ExC[offset:offset + len(idx)])
+      offset += len(idx)
+      pred = probs.argmax(-1)
+      m = classification_metrics(data.y_N[idx], pred, probs, ctx.num_classes)
+      excluded = [data.class_names[c] for c in m.pop("auroc_excluded_classes")]
+      self.runs.append({"model": model, "mode": mode, "shots": shots, "seed": seed, "split": split, **m,
+                        "auroc_excluded_classes": excluded, **extra})
+    self.preds[(shots, seed)] = pred.astype(np.int32)
+
+  def test_f1(self) -> float:
+    return float(np.mean([r["macro_f1"] for r in self.runs if r["split"] == "test"] or [np.nan]))
+
+
+class ModelHandle:
+  """A model to evaluate, loaded on first use only: a cached embedding needs no model at all."""
+
+  def __init__(self, spec: str, ctx: Context):
+    self.spec, self.ctx = spec, ctx
+    self._enc, self._z = None, None
+    self.timings: dict[str, float] = {}
+
+  def encoder(self):
+    if self._enc is None:
+      from jaxemb import Encoder
+      t0 = time.time()
+      try:
+        self._enc = Encoder.from_pretrained(self.spec)
+      except (ValueError, FileNotFoundError, OSError) as e:
+        raise EvalError(f"model {self.spec!r}: {e}".replace("\n", " ")) from None
+      self.ctx.log(f"  loaded {self.spec} ({self._enc.config.num_layers} layers, hidden "
+                   f"{self._enc.config.hidden_size}) in {time.time() - t0:.1f}s")
+    return self._enc
+
+  def embeddings(self) -> np.ndarray:
+    """float32 [N, D]: every document embedded once per model (from the embedding cache when it can)."""
+    if self._z is None:
+      from jaxemb.eval.cache import cached_embeddings
+      cfg = self.ctx.cfg
+      t0 = time.time()
+
+      def embed_all() -> np.ndarray:
+        try:
+          return self.encoder().embed(self.ctx.data.texts, batch_size=cfg.embed_batch_size,
+                                      max_length=cfg.max_length, dtype=cfg.embed_dtype)
+        except ValueError as e:  # e.g. max_length beyond the model's position table
+          raise EvalError(f"model {self.spec!r}: {e}") from None
+
+      cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else self.ctx.out / "cache"
+      self._z, _ = cached_embeddings(self.spec, self.ctx.data.texts, max_length=cfg.max_length,
+                                     cache_dir=cache_dir, dtype=cfg.embed_dtype, log=self.ctx.log,
+                                     embed_fn=embed_all)
+      self.timings["embed"] = time.time() - t0
+    return self._z
+
+
+class Evaluator:
+  """Built from the config (validate and read every setting in __init__, before any model is loaded).
+
+  per_model: run once per model (False: once in all, e.g. a non-neural reference whose rows carry the
+  evaluator's name as their model). units(): the unit names, in order. run(unit, model, ctx): that unit's
+  result for `model` (None when not per_model)."""
+  name: ClassVar[str]
+  per_model: ClassVar[bool] = True
+
+  def __init__(self, cfg: Any, plan: Plan):
+    self.cfg, self.plan = cfg, plan
+
+  def units(self) -> list[str]:
+    raise NotImplementedError
+
+  def run(self, unit: str, model: ModelHandle | None, ctx: Context) -> UnitResult:
+    raise NotImplementedError
