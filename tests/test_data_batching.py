@@ -269,3 +269,18 @@ def test_inference_batches_plan_by_hand():
   assert plan == [([2, 1, 3, 0], 4, 64), ([4], 2, 32)]
   with pytest.raises(ValueError, match="batch_size must be >= 1"):
     inference_batches(lengths, 0, 64)
+
+
+def test_metadata_random_sampler_is_a_plain_shuffle(prepared):
+  """"random" = a seeded permutation cut into batches (no length sorting, so SupCon's positives and negatives
+  are not length-matched); "length_bucketed" keeps the old length-sorted windows of 50 batches."""
+  from jaxemb.data.batching import epoch_batches
+  for sampler, window in (("random", 1), ("length_bucketed", 50)):
+    it = MetadataBatches(prepared, batch_size=8, max_length=128, sampler=sampler)
+    expected = epoch_batches(it.doc_indices, prepared.lengths, batch_size=8, seed=0, epoch=0, window_batches=window)
+    np.testing.assert_array_equal(np.stack([it.plan(s) for s in range(it.steps_per_epoch)]), expected)
+  # Within a length-bucketed window rows are sorted by length, so batches are far more uniform in length.
+  def mean_spread(sampler):
+    it = MetadataBatches(prepared, batch_size=8, max_length=128, sampler=sampler)
+    return np.mean([np.ptp(prepared.lengths[it.plan(s)]) for s in range(it.steps_per_epoch)])
+  assert mean_spread("length_bucketed") < 0.5 * mean_spread("random")

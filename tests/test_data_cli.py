@@ -63,3 +63,18 @@ def test_bad_file_or_field_is_one_line_error(corpus, tmp_path, capsys, args, mes
   assert main([a.format(**paths) for a in args]) == 2
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and err.startswith("python -m jaxemb.data: error: ") and message in err and "Traceback" not in err
+
+
+def test_report_counts_what_prepare_skips_and_duplicates(tmp_path, capsys):
+  # A text of zero-width spaces survives cleaning but tokenises to nothing: prepare skips it as no_tokens,
+  # and so does the report. Two texts equal up to case and spacing are one duplicate.
+  rows = [{"text": "\u200b\u200b", "label": "a"}, {"text": "Chest pain.", "label": "a"},
+          {"text": "chest   PAIN.", "label": None}, {"text": "Knee pain.", "label": ["b"]}]
+  path = tmp_path / "small.jsonl"
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  assert main([str(path), "--label-field", "label", "--json"]) == 0
+  r = json.loads(capsys.readouterr().out)
+  assert r["kept"] == 3 and r["skipped"] == {"no_tokens": 1} and r["skip_examples"] == {"no_tokens": ["small.jsonl:1"]}
+  assert r["unset"] == {"label": {"missing": 1, "not_scalar": 1}} and r["labels"] == {"a": 1}
+  assert r["duplicates"]["documents"] == 1 and r["duplicates"]["texts"] == 1
+  assert sum(r["split_sizes"].values()) == 3

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from jaxemb.data.corpus import (BadRowError, Document, Fields, FieldNotFoundError, SkipReport, assign_split, clean_text,
-                                iter_documents, load_documents, split_documents)
+from jaxemb.data.corpus import (BadRowError, Document, Fields, FieldNotFoundError, SkipReport, TruncatedFileError,
+                                assign_split, clean_text, iter_documents, load_documents, plan_splits,
+                                split_documents)
 
 FIELDS = Fields(text="text", label="label", metadata="meta", group="group", id="id")
 
@@ -185,3 +186,93 @@ def test_corpus_split_field_is_kept_and_validation_is_carved_from_train_by_group
   assert not {d.group for d in out["validation"]} & {d.group for d in out["train"]}
   assert 0.05 < len(out["validation"]) / (len(out["validation"]) + len(out["train"])) < 0.15
   assert assign_split(Document(text="t", id="x", split="validation")) == "validation"
+
+
+# ------------------------------------------------------------------ issue 14: one split plan, bad inputs
+
+def test_exact_duplicates_after_whitespace_and_case_land_in_one_split():
+  # 200 pairs of distinct ids whose texts differ only by case and spacing: by id hash alone about
+  # 1 - (0.7^2 + 0.1^2 + 0.2^2) = 46% of pairs would cross splits.
+  docs = []
+  for i in range(200):
+    docs.append(Document(text=f"Chest pain, case {i}.", id=f"a{i}"))
+    docs.append(Document(text=f"  chest   PAIN, case {i}. ", id=f"b{i}"))
+  plan = plan_splits(docs, seed=0)
+  for i in range(200):
+    assert plan.splits[2 * i] == plan.splits[2 * i + 1]
+  assert plan.duplicates["documents"] == 200 and plan.duplicates["texts"] == 200
+  assert 60 < plan.duplicates["crossing_texts"] < 120 and plan.duplicates["moved"] >= plan.duplicates["crossing_texts"]
+  # A duplicate of a corpus test document goes to test with it (pre-training excludes test).
+  docs = [Document(text="same text", id="x", split="train"), Document(text="Same  text", id="y", split="test"),
+          Document(text="other", id="z", split="train")]
+  assert plan_splits(docs, seed=0).splits[:2] == ["test", "test"]
+
+
+def test_documents_without_duplicates_keep_their_split():
+  docs = _docs(300, 2) + [Document(text="dup", id="u1"), Document(text="DUP", id="u2")]
+  plan = plan_splits(docs, seed=0)
+  assert plan.splits[:600] == [assign_split(d, seed=0) for d in docs[:600]]
+
+
+def test_the_corpus_validation_split_is_used_as_is():
+  # A corpus with its own train/validation/test (e.g. medical abstracts 2020/280/588): nothing is carved.
+  docs = ([Document(text=f"t{i}", id=f"t{i}", split="train") for i in range(200)]
+          + [Document(text=f"v{i}", id=f"v{i}", split="validation") for i in range(30)]
+          + [Document(text=f"s{i}", id=f"s{i}", split="test") for i in range(50)])
+  out = split_documents(docs, seed=0)
+  assert (len(out["train"]), len(out["validation"]), len(out["test"])) == (200, 30, 50)
+  assert not plan_splits(docs).carved_validation
+  # Without validation rows, validation is carved out of train (10% of the groups, about 20 of 200).
+  out = split_documents(docs[:200] + docs[230:], seed=0)
+  assert 5 < len(out["validation"]) < 40 and len(out["test"]) == 50
+  assert assign_split(docs[0], carve_validation=False) == "train"
+
+
+def test_excel_utf8_bom_csv_is_read(tmp_path):
+  path = tmp_path / "excel.csv"
+  path.write_bytes(b"\xef\xbb\xbfNote Text,Specialty\r\nChest pain,cardio\r\nKnee pain,ortho\r\n")
+  docs, report = load_documents(path, Fields(text="Note Text", label="Specialty"), require=("label",))
+  assert [(d.text, d.label) for d in docs] == [("Chest pain", "cardio"), ("Knee pain", "ortho")]
+  jsonl = tmp_path / "bom.jsonl"
+  jsonl.write_bytes(b"\xef\xbb\xbf" + json.dumps({"text": "a"}).encode() + b"\n")
+  assert [d.text for d in load_documents(jsonl)[0]] == ["a"]
+
+
+def test_null_and_list_labels_are_counted_by_reason(tmp_path):
+  rows = [{"text": f"note {i}", "label": "x"} for i in range(297)]
+  rows += [{"text": "n1", "label": None}, {"text": "n2", "label": ["a", "b"]}, {"text": "n3"}]
+  path = tmp_path / "labels.jsonl"
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  docs, report = load_documents(path, Fields(label="label"))
+  assert len(docs) == 300 and sum(d.label is not None for d in docs) == 297
+  assert report.unset == {"label": {"missing": 2, "not_scalar": 1}}
+  assert "kept without label: missing 2, not_scalar 1" in report.summary()
+
+
+@pytest.mark.parametrize("field", ["split", "group", "id"])
+def test_non_scalar_split_group_id_is_a_counted_skip_or_a_strict_error(tmp_path, field):
+  path = tmp_path / "rows.jsonl"
+  path.write_text(json.dumps({"text": "a", field: "x"}) + "\n" + json.dumps({"text": "b", field: ["test"]}) + "\n")
+  fields = Fields(**{field: field})
+  docs, report = load_documents(path, fields)
+  assert [d.text for d in docs] == ["a"]
+  assert report.counts == {f"invalid_{field}": 1} and report.examples == {f"invalid_{field}": ["rows.jsonl:2"]}
+  with pytest.raises(BadRowError, match=rf"rows.jsonl:2: field '{field}': {field} field is not a scalar"):
+    load_documents(path, fields, strict=True)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.gz", ".csv.gz"])
+def test_truncated_gzip_names_the_file_and_the_rows_read(tmp_path, suffix):
+  import gzip
+  path = tmp_path / f"cut{suffix}"
+  if suffix == ".csv.gz":
+    payload = "text\n" + "".join(f"note number {i} " * 20 + "\n" for i in range(2000))
+  else:
+    payload = "".join(json.dumps({"text": f"note number {i} " * 20}) + "\n" for i in range(2000))
+  full = gzip.compress(payload.encode())
+  path.write_bytes(full[:len(full) // 2])
+  with pytest.raises(TruncatedFileError) as e:
+    load_documents(path)
+  msg = str(e.value)
+  assert str(path) in msg and "truncated" in msg and f"{e.value.rows_read} rows read" in msg
+  assert 0 < e.value.rows_read < 2000
