@@ -1,4 +1,5 @@
-"""DeCLUTR span sampler (docs/method.md): bounds, anchor separation, positive placement, Beta length means."""
+"""DeCLUTR span sampler (docs/ARCHITECTURE.md "The method"): bounds, anchor separation, positive placement,
+Beta length means."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""DeCLUTR anchor/positive span sampling (Giorgi et al. 2021), as in docs/method.md.
+"""DeCLUTR anchor/positive span sampling (Giorgi et al. 2021), as in docs/ARCHITECTURE.md "The method".
 
 Spans are (start, end) token offsets, end exclusive, into a document's special-token-free token ids.
 """
