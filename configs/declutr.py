@@ -1,6 +1,6 @@
 """DeCLUTR + MLM (objective 2). `python train.py --config configs/declutr.py --workdir DIR`.
 
-Original (../shared/docs/method.md): AdamW lr 5e-5, eps 1e-6, wd 0.1 (not on bias/LayerNorm), clip 1.0,
+Original (the authors' code): AdamW lr 5e-5, eps 1e-6, wd 0.1 (not on bias/LayerNorm), clip 1.0,
 slanted-triangular schedule (cut_frac 0.1, ratio 32); long notes A=2, P=2, max_span 256, min_span 8,
 batch 6 documents; short reports max_span 16, batch 16. NT-Xent tau 0.05 over the global batch.
 `--config.declutr.use_mlm=False` is the contrastive-only ablation; `--config.model.init=WORKDIR` stages

@@ -1,6 +1,6 @@
 """Masked language modelling (objective 1). `python train.py --config configs/mlm.py --workdir DIR`.
 
-Original defaults (../shared/docs/method.md): lr 2e-5, wd 0.01, warmup 200 then linear decay, batch 12,
+Original defaults (the authors' code): lr 2e-5, wd 0.01, warmup 200 then linear decay, batch 12,
 512-token blocks (concatenate + chunk), up to 100k steps. The default here is a CPU-sized run on the
 quick-start corpus; override with e.g. --config.data.path=notes.jsonl.gz --config.total_steps=100000.
 Argument `:smoke` -> a few steps with a tiny batch.

@@ -1,7 +1,7 @@
 """Specification of the loss maths in jaxemb/objectives/losses.py.
 
 Each loss is checked against (a) an independent NumPy float64 implementation of the formula in
-docs/method.md, written with explicit loops, and (b) hand-worked cases whose numbers are derived in the
+docs/ARCHITECTURE.md, written with explicit loops, and (b) hand-worked cases whose numbers are derived in the
 comments, so the expected values never come from the code under test.
 """
 

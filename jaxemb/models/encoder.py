@@ -1,6 +1,6 @@
 """The BERT/RoBERTa encoder and MLM head in Flax Linen, and the pure functions used at the jit boundary.
 
-Layout choices (measured on a 2-core CPU, see docs/PERFORMANCE.md and ../shared/docs/environment.md):
+Layout choices (measured on a 2-core CPU, see docs/PERFORMANCE.md):
 - Dense weights are stored as Hugging Face stores them, `(out, in)`, and contracted on their last axis.
   XLA then needs no transposes, and weight conversion is a rename.
 - Attention runs in (batch, head, seq, dim) layout with a float32 softmax.

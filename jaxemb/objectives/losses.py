@@ -3,7 +3,7 @@
 Every function takes GLOBAL-batch arrays and is written in plain jnp: under `jax.jit` with inputs sharded
 over the mesh "data" axis, XLA inserts the gathers, so contrastive negatives span the whole global batch
 (no per-device loss, no 1/n_devices gradient scale). All maths runs in float32 whatever the input dtype.
-Exact formulas: docs/method.md.
+Exact formulas: docs/ARCHITECTURE.md "The method".
 """
 
 from __future__ import annotations
