@@ -5,7 +5,6 @@ docs/ARCHITECTURE.md, written with explicit loops, and (b) hand-worked cases who
 comments, so the expected values never come from the code under test.
 """
 
-import inspect
 import math
 import os
 import subprocess
@@ -51,17 +50,15 @@ def nt_xent(anchors, positives, temperature):
   return loss, np.concatenate([g_a, g_p], axis=0)
 
 
-def supcon(x, labels, temperature, valid="all"):
-  """-> (loss, d loss / d x). valid="all" passes an all-True mask (None exercises the default)."""
-  if isinstance(valid, str):
-    valid = np.ones(len(labels), bool)
-  loss, grad = _sup_vg(x, np.asarray(labels, np.int32), temperature=temperature, valid_B=valid)
+def supcon(x, labels, temperature):
+  """-> (loss, d loss / d x)."""
+  loss, grad = _sup_vg(x, np.asarray(labels, np.int32), temperature=temperature)
   _finite(loss, grad)
   return loss, grad
 
 
-def classification_loss(logits, labels, valid=None):
-  loss, grad = _ce_vg(logits, np.asarray(labels, np.int32), valid)
+def classification_loss(logits, labels):
+  loss, grad = _ce_vg(logits, np.asarray(labels, np.int32))
   _finite(loss, grad)
   return loss
 
@@ -104,12 +101,10 @@ def np_nt_xent(anchors, positives, tau):
   return float(np.mean(terms))
 
 
-def np_supcon(x, labels, tau, valid=None):
-  b = len(labels)
-  valid = np.ones(b, bool) if valid is None else np.asarray(valid, bool)
+def np_supcon(x, labels, tau):
   z = _np_unit_rows(x)
   s = z @ z.T / tau
-  rows = [i for i in range(b) if valid[i]]
+  rows = range(len(labels))
   if len({labels[i] for i in rows}) < 2:  # no negative pair
     return 0.0
   per_anchor = []
@@ -232,12 +227,6 @@ def test_nt_xent_matches_numpy():
     np.testing.assert_allclose(loss, np_nt_xent(anchors, positives, tau), rtol=RTOL)
 
 
-def test_default_temperatures_follow_the_method():
-  # DeCLUTR uses tau = 0.05, the metadata SupCon tau = 0.1 (docs/method.md).
-  assert inspect.signature(losses.nt_xent).parameters["temperature"].default == 0.05
-  assert inspect.signature(losses.supcon).parameters["temperature"].default == 0.1
-
-
 def test_nt_xent_hand_worked_three_pairs():
   # N = 3 pairs of 2-D vectors at known angles (lengths are irrelevant after l2norm):
   #   rows z0..z5 = a1 0deg, a2 90deg, a3 180deg, p1 0deg, p2 90deg, p3 270deg;  tau = 0.5.
@@ -294,7 +283,7 @@ def test_nt_xent_bf16_inputs():
 def test_supcon_matches_numpy():
   x = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
   labels = np.array([0, 1, 0, 2, 1, 0, 3, 1], np.int32)  # rows 3 and 6 have no positive
-  loss, _ = supcon(x, labels, temperature=0.1, valid=None)  # valid_B=None: every row is real
+  loss, _ = supcon(x, labels, temperature=0.1)
   np.testing.assert_allclose(loss, np_supcon(x, labels, 0.1), rtol=RTOL)
 
 
@@ -331,18 +320,15 @@ def test_supcon_hand_worked_mean_over_two_positives():
 
 
 @pytest.mark.parametrize(
-    "labels, valid",
+    "labels",
     [
-        ([0, 1, 2, 3], [True] * 4),  # no positive pair
-        ([5, 5, 5, 5], [True] * 4),  # all one label: no negative pair
-        ([0, 1, 2, 2], [True, True, True, False]),  # the only pair involves a padding row
-        ([4, 4, 7, 7], [True, True, False, False]),  # the only negatives are padding rows
-        ([0, 0, 1, 1], [False] * 4),  # nothing valid
+        [0, 1, 2, 3],  # no positive pair
+        [5, 5, 5, 5],  # all one label: no negative pair
     ],
 )
-def test_supcon_without_signal_is_exactly_zero_with_zero_gradient(labels, valid):
+def test_supcon_without_signal_is_exactly_zero_with_zero_gradient(labels):
   x = np.random.default_rng(5).normal(size=(4, 4)).astype(np.float32)
-  loss, grad = supcon(x, labels, temperature=0.5, valid=np.array(valid))
+  loss, grad = supcon(x, labels, temperature=0.5)
   assert float(loss) == 0.0
   assert np.all(np.asarray(grad) == 0.0)
 
@@ -359,21 +345,6 @@ def test_supcon_excludes_anchors_without_positives():
   want = (anchor_term(0, 2) + anchor_term(2, 0)) / 2  # averaged over the 2 anchors, not over all 4
   loss, _ = supcon(x, [9, 1, 9, 2], temperature=0.5)
   np.testing.assert_allclose(loss, want, rtol=RTOL)
-
-
-def test_supcon_padding_rows_are_neither_anchors_nor_candidates():
-  x = np.random.default_rng(7).normal(size=(8, 4)).astype(np.float32)
-  labels = np.array([0, 1, 0, 1, 2, 0, 1, 2])
-  valid = np.array([True] * 6 + [False] * 2)
-  loss, grad = supcon(x, labels, temperature=0.1, valid=valid)
-  np.testing.assert_allclose(loss, np_supcon(x, labels, 0.1, valid), rtol=RTOL)
-  assert np.all(np.asarray(grad)[6:] == 0.0)
-  # Padding content (even a zero vector) changes neither the value nor the real rows' gradient.
-  x_pad = x.copy()
-  x_pad[6:] = 0.0
-  loss_pad, grad_pad = supcon(x_pad, labels, temperature=0.1, valid=valid)
-  np.testing.assert_allclose(loss_pad, loss, rtol=RTOL)
-  np.testing.assert_allclose(grad_pad[:6], grad[:6], rtol=1e-4, atol=1e-6)
 
 
 def test_supcon_gradient_matches_finite_difference():
@@ -398,21 +369,10 @@ def test_classification_loss_matches_numpy():
 def test_classification_loss_hand_worked():
   # Row 0: logits [0, log 3, 0, 0], label 1 -> p = 3/6, CE = log 2.
   # Row 1: logits all 0, label 3 -> p = 1/4, CE = log 4.  Mean = (log 2 + log 4) / 2 = 1.5 log 2.
-  logits = np.zeros((6, 4), np.float32)
+  logits = np.zeros((2, 4), np.float32)
   logits[0, 1] = math.log(3.0)
-  valid = np.array([True, True] + [False] * 4)
-  loss = classification_loss(logits, [1, 3, 0, 0, 0, 0], valid)
+  loss = classification_loss(logits, [1, 3])
   np.testing.assert_allclose(loss, 1.5 * math.log(2.0), rtol=RTOL)
-
-
-def test_classification_loss_valid_mask():
-  logits = np.random.default_rng(10).normal(size=(6, 4)).astype(np.float32)
-  labels = np.array([0, 2, 1, 3, -1, 99])  # padding rows may carry junk labels ...
-  valid = np.array([True] * 4 + [False] * 2)
-  want = np_ce(logits[:4], labels[:4])
-  logits[5] = np.nan  # ... and junk logits (checked finite gradient in classification_loss)
-  np.testing.assert_allclose(classification_loss(logits, labels, valid), want, rtol=RTOL)
-  assert float(classification_loss(logits, labels, np.zeros(6, bool))) == 0.0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -432,14 +392,13 @@ anchors = rng.normal(size=(8, 16)).astype(np.float32)
 positives = (anchors + rng.normal(size=(8, 16))).astype(np.float32)
 x = rng.normal(size=(8, 16)).astype(np.float32)
 labels = np.array([0, 1, 0, 2, 1, 3, 0, 1], np.int32)  # positive pairs cross device boundaries
-valid = np.array([True] * 7 + [False])
-inputs = (anchors, positives, x, labels, valid)
+inputs = (anchors, positives, x, labels)
 
 
 @jax.jit
-def both(anchors, positives, x, labels, valid):
+def both(anchors, positives, x, labels):
   ntx, g_ntx = jax.value_and_grad(losses.nt_xent)(anchors, positives, 0.05)
-  sup, g_sup = jax.value_and_grad(losses.supcon)(x, labels, 0.1, valid)
+  sup, g_sup = jax.value_and_grad(losses.supcon)(x, labels, 0.1)
   return ntx, sup, g_ntx, g_sup
 
 

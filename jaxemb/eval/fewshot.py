@@ -50,8 +50,3 @@ def sample_few_shot(labels_N: np.ndarray, shots: Shots, seed: int) -> np.ndarray
     chosen.append(perm_c if shots == "all" else perm_c[:int(shots)])
   return np.sort(np.concatenate(chosen)) if chosen else np.zeros((0,), np.int64)
 
-
-def few_shot_size(labels_N: np.ndarray, shots: Shots) -> int:
-  """Size of every seed's sample for `shots` (it does not depend on the seed)."""
-  _, counts_C = np.unique(np.asarray(labels_N), return_counts=True)
-  return int(counts_C.sum() if shots == "all" else np.minimum(counts_C, int(shots)).sum())

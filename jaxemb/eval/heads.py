@@ -48,6 +48,3 @@ def apply_head(kind: str, params: Params, x_BxD: jax.Array, dropout_fn: DropoutF
     return x_BxD @ params["out_proj"]["kernel"] + params["out_proj"]["bias"]
   raise ValueError(f"unknown head {kind!r} (expected one of {HEAD_KINDS})")
 
-
-def count_params(params: Params) -> int:
-  return int(sum(np.size(p) for p in jax.tree.leaves(params)))

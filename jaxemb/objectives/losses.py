@@ -87,37 +87,27 @@ def nt_xent(anchors_NxD: jax.Array, positives_NxD: jax.Array, temperature: float
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_2Nx2N, targets_2N))
 
 
-def supcon(
-    embeddings_BxD: jax.Array,
-    labels_B: jax.Array,
-    temperature: float = 0.1,
-    valid_B: jax.Array | None = None,
-) -> jax.Array:
+def supcon(embeddings_BxD: jax.Array, labels_B: jax.Array, temperature: float = 0.1) -> jax.Array:
   """Supervised contrastive loss (Khosla et al. 2020, L_out) on l2-normalised embeddings.
 
-  For anchor i, P(i) = other valid rows with the same label, A(i) = all other valid rows;
-  loss_i = -mean_{p in P(i)} [s_ip / tau - logsumexp_{a in A(i)} s_ia / tau], averaged over valid anchors
+  For anchor i, P(i) = other rows with the same label, A(i) = all other rows;
+  loss_i = -mean_{p in P(i)} [s_ip / tau - logsumexp_{a in A(i)} s_ia / tau], averaged over anchors
   with |P(i)| >= 1.
 
   Args:
     embeddings_BxD: pooled embeddings (any float dtype; norms are irrelevant).
     labels_B: int category of each row.
     temperature: tau.
-    valid_B: optional bool; False marks a padding row, which is neither an anchor nor a candidate.
 
   Returns:
-    Scalar float32 loss (nats). Exactly 0.0, with an exactly zero gradient, when the valid rows hold no
+    Scalar float32 loss (nats). Exactly 0.0, with an exactly zero gradient, when the batch holds no
     positive pair or no negative pair (then the objective carries no signal about categories).
   """
   b = embeddings_BxD.shape[0]
-  if valid_B is None:
-    valid_B = jnp.ones((b,), dtype=bool)
-  valid_B = valid_B.astype(bool)
   z_BxD = _l2_normalize(embeddings_BxD)
   logits_BxB = _cosine_logits(z_BxD, temperature)
 
-  not_self_BxB = ~jnp.eye(b, dtype=bool)
-  candidate_BxB = not_self_BxB & valid_B[:, None] & valid_B[None, :]
+  candidate_BxB = ~jnp.eye(b, dtype=bool)  # every other row
   same_label_BxB = labels_B[:, None] == labels_B[None, :]
   positive_BxB = candidate_BxB & same_label_BxB
   negative_BxB = candidate_BxB & ~same_label_BxB
@@ -135,26 +125,15 @@ def supcon(
   return jnp.where(has_signal, loss, 0.0)
 
 
-def classification_loss(
-    logits_BxK: jax.Array, labels_B: jax.Array, valid_B: jax.Array | None = None
-) -> jax.Array:
+def classification_loss(logits_BxK: jax.Array, labels_B: jax.Array) -> jax.Array:
   """Mean softmax cross-entropy of a K-way head (metadata objective, linear-head variant).
 
   Args:
     logits_BxK: class logits (any float dtype).
     labels_B: int class index in [0, K).
-    valid_B: optional bool; False marks a padding row, left out of the mean and the gradient (0.0 if no
-      row is valid).
 
   Returns:
     Scalar float32 loss (nats per example).
   """
   logits_BxK = logits_BxK.astype(jnp.float32)
-  if valid_B is None:
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_BxK, labels_B))
-  valid_B = valid_B.astype(bool)
-  # Padding rows may hold anything (junk logits, out-of-range labels); keep their discarded CE finite.
-  logits_BxK = jnp.where(valid_B[:, None], logits_BxK, 0.0)
-  labels_B = jnp.where(valid_B, labels_B, 0)
-  ce_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxK, labels_B)
-  return jnp.sum(jnp.where(valid_B, ce_B, 0.0)) / jnp.maximum(jnp.sum(valid_B), 1)
+  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_BxK, labels_B))
