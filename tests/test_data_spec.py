@@ -138,3 +138,28 @@ def test_file_sha256_is_the_prepared_corpus_identity(corpus, tokenizer, tmp_path
   import hashlib
   pc = prepare(corpus, Fields(), tokenizer, cache_dir=tmp_path / "c")
   assert pc.corpus_sha256 == spec_lib.file_sha256(corpus) == hashlib.sha256(corpus.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_a_trained_workdir_is_checked_by_the_evaluator(tiny_model_dir, corpus, tmp_path):
+  """train() writes data_spec.json; eval.py's check stops a test split pre-training may have trained on."""
+  import importlib.util
+  from jaxemb.train.loop import train
+  cfg = base_config("mlm")
+  from jaxemb.train.config import smoke
+  cfg = smoke(cfg)
+  cfg.model.init = str(tiny_model_dir)
+  cfg.total_steps, cfg.checkpoint.every = 2, 2
+  cfg.data.path, cfg.data.cache_dir, cfg.data.split_field = str(corpus), str(tmp_path / "cache"), ""
+  train(cfg, tmp_path / "w")
+  rec = spec_lib.read_data_spec(tmp_path / "w")
+  assert rec["corpus"]["sha256"] == spec_lib.file_sha256(corpus) and rec["exclude_splits"] == ["test"]
+  assert rec["drops"] == {} and rec["split_field"] == ""
+
+  s = importlib.util.spec_from_file_location("jaxemb_eval_cli_spec", REPO / "eval.py")
+  ev = importlib.util.module_from_spec(s)
+  s.loader.exec_module(ev)
+  data = load_eval_data(_data_cfg(corpus, split_field=""))
+  ev.check_data_specs(["minilm", str(tmp_path / "w")], data)  # same split: passes; minilm is not checked
+  with pytest.raises(spec_lib.DataSpecMismatchError, match=r"'.*w@?\d*'?: .*data\.test_fraction=0\.3"):
+    ev.check_data_specs([str(tmp_path / "w")], load_eval_data(_data_cfg(corpus, split_field="", test_fraction=0.3)))
