@@ -55,6 +55,20 @@ def check_model(spec: str) -> None:
   resolve(spec)
 
 
+def check_data_specs(models: list[str], data) -> None:
+  """Stops (DataSpecMismatchError, a UserError) when a workdir model's pre-training could have seen a test
+  document: its recorded split (WORKDIR/data_spec.json) against this evaluation's
+  (jaxemb.data.spec.check_compatible). An HF folder or "minilm" records no split and is not checked."""
+  from jaxemb.data.spec import check_compatible, read_data_spec
+  from jaxemb.resolve import resolve
+  for spec in models:
+    model = resolve(spec)
+    if model.kind == "workdir":
+      note = check_compatible(read_data_spec(model.workdir), data, model=spec)
+      if note:
+        log(f"data: {note}")
+
+
 def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   """Runs (or resumes) the evaluation described by `cfg` into `workdir`. Raises EvalError on expected
   failures. Returns {"paths", "runs", "geometry", "verdict", "failed", "dataset", "timings"}."""
