@@ -179,9 +179,12 @@ def main(argv=None) -> None:
           continue
         run(argv_, cdir / "logs" / f"{run_name}.log")
     if args.stage in ("eval", "all"):
-      if (cdir / "eval" / "results.json").exists() and not args.force_eval:
+      rj = cdir / "eval" / "results.json"
+      if _eval_complete(rj) and not args.force_eval:
         print(f"[{name}/eval] results.json exists, skipping (--force-eval re-runs it)")
       else:
+        if args.force_eval and rj.exists():
+          rj.unlink()  # eval.py resumes from an existing results.json: without it, everything runs again
         argv_ = eval_argv(c, data_path, cdir, args.smoke, args.model, args.modes)
         run(argv_, cdir / "logs" / "eval.log")
         # the exact command behind results.json, for RESULTS.md
@@ -189,6 +192,17 @@ def main(argv=None) -> None:
   if args.stage in ("report", "all") and not args.smoke:
     from results_md import write_results_md  # beside this script
     write_results_md(out, Path(args.results_md), CORPORA, BUDGET, train_runs, eval_argv)
+
+
+def _eval_complete(results_json: Path) -> bool:
+  """eval.py writes results.json after every unit with "complete": false until its end (older files, from
+  before that key, were written only when complete); an interrupted evaluation is run again and resumes."""
+  if not results_json.exists():
+    return False
+  try:
+    return json.loads(results_json.read_text()).get("complete", True) is not False
+  except ValueError:
+    return False
 
 
 def _finished(workdir: Path, argv: list[str]) -> bool:
