@@ -137,15 +137,17 @@ def write_data_spec(workdir: str | os.PathLike, prepared, data_cfg: Any, batches
   rec = training_record(prepared, data_cfg, batches)
   old = read_data_spec(workdir)
   if old is not None:
-    for name, a, b in (("path (corpus file contents)", old["corpus"]["sha256"], rec["corpus"]["sha256"]),
-                       ("exclude_splits", sorted(old["exclude_splits"]), sorted(rec["exclude_splits"])),
-                       *((f, old.get(f), rec[f]) for f in SPLIT_FIELDS),
-                       ("split (test document ids)", old["split_plan"]["test_ids_sha256"],
-                        rec["split_plan"]["test_ids_sha256"])):
-      if a != b:
-        raise DataSpecMismatchError(
-            f"{workdir}: pre-trained with data.{name} = {a!r}, this run has {b!r}; resuming would train on "
-            "another split. Use the recorded setting or another --workdir.")
+    problem = None
+    if old["corpus"]["sha256"] != rec["corpus"]["sha256"]:
+      problem = f"the corpus file differs ({old['corpus']['path']} -> {rec['corpus']['path']}, data.path)"
+    elif sorted(old["exclude_splits"]) != sorted(rec["exclude_splits"]):
+      problem = f"data.exclude_splits differs ({old['exclude_splits']} -> {rec['exclude_splits']})"
+    elif old["split_plan"]["test_ids_sha256"] != rec["split_plan"]["test_ids_sha256"]:
+      differ = [f"data.{f} {old.get(f)!r} -> {rec[f]!r}" for f in SPLIT_FIELDS if old.get(f) != rec[f]]
+      problem = "the test split differs (" + ("; ".join(differ) or "the split rule changed") + ")"
+    if problem:
+      raise DataSpecMismatchError(f"{workdir} was pre-trained on another split: {problem}; resuming would mix "
+                                  "two splits. Use the recorded data settings or another --workdir.")
   tmp = workdir / (SPEC_FILE + ".tmp")
   tmp.write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
   tmp.replace(workdir / SPEC_FILE)
