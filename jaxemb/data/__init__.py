@@ -18,6 +18,9 @@ def default_cache_dir() -> Path:
 _LAZY = {
   "Fields": "corpus", "Document": "corpus", "SkipReport": "corpus", "BadRowError": "corpus",
   "iter_documents": "corpus", "load_documents": "corpus", "split_documents": "corpus", "clean_text": "corpus",
+  "SplitPlanner": "corpus", "plan_splits": "corpus",
+  "data_config": "spec", "corpus_path": "spec", "write_data_spec": "spec", "read_data_spec": "spec",
+  "check_compatible": "spec",
   # (`prepare` itself is not re-exported: the name is taken by the submodule jaxemb.data.prepare.)
   "PreparedCorpus": "prepare", "load_tokenizer": "prepare",
   "SpecialTokens": "masking", "mask_tokens": "masking",
