@@ -28,9 +28,7 @@ def _train() -> int:
   cfg = _CONFIG.value
   maybe_initialize_distributed(cfg)  # before any other jax call
   summary = train(cfg, _WORKDIR.value)
-  if summary.get("already_done"):
-    print(f"nothing to do: {summary['workdir']} is already at step {summary['start']} of total_steps "
-          f"{summary['steps']}")
+  if summary.get("already_done"):  # the loop said so on stderr
     return 0
   print(f"trained {summary['steps'] - summary.get('start', 0)} steps (to step {summary['steps']}); final loss "
         f"{summary['final'].get('loss', float('nan')):.4f}; workdir {summary['workdir']}")

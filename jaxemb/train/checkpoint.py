@@ -11,12 +11,24 @@ previous step intact. The layout (folder, item names, manager options) is define
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from jaxemb.cli import UserError
 from jaxemb.resolve import checkpoint_manager
+
+# Where checkpoints that failed to restore are moved (kept for inspection, out of Orbax's sight), so that the
+# resumed run can save those steps again.
+UNREADABLE_DIR = "checkpoints_unreadable"
+
+
+class CheckpointError(UserError):
+  """No checkpoint of the workdir could be restored."""
 
 
 def manager(workdir: str | Path, *, keep: int | None = 3, async_save: bool = True) -> ocp.CheckpointManager:
@@ -25,6 +37,8 @@ def manager(workdir: str | Path, *, keep: int | None = 3, async_save: bool = Tru
 
 
 def save(mngr: ocp.CheckpointManager, step: int, params, train_state: dict, data_state: dict, meta: dict) -> None:
+  """Saves one step; meta records a checksum of the arrays, which restore() verifies."""
+  meta = {**meta, "checksum": {"params": checksum(params), "train": checksum(train_state)}}
   mngr.save(step, args=ocp.args.Composite(
       params=ocp.args.StandardSave(params),
       train=ocp.args.StandardSave(train_state),
@@ -33,11 +47,90 @@ def save(mngr: ocp.CheckpointManager, step: int, params, train_state: dict, data
 
 
 def restore(mngr: ocp.CheckpointManager, step: int, params_like, train_like: dict):
-  """Restores onto abstract targets (shapes, dtypes, shardings of `*_like`), giving back exact optax types."""
+  """Restores onto abstract targets (shapes, dtypes, shardings of `*_like`), giving back exact optax types.
+  Raises CheckpointError when the arrays read back differ from what was saved (a damaged data file that
+  TensorStore reads without complaint: its array chunks carry no checksum of their own)."""
   abstract = lambda tree: jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)  # noqa: E731
   out = mngr.restore(step, args=ocp.args.Composite(
       params=ocp.args.StandardRestore(abstract(params_like)),
       train=ocp.args.StandardRestore(abstract(train_like)),
       data=ocp.args.JsonRestore(),
       meta=ocp.args.JsonRestore()))
+  expected = (out["meta"] or {}).get("checksum", {})  # absent in checkpoints written before checksums
+  for item in ("params", "train"):
+    if item in expected and checksum(out[item]) != expected[item]:
+      raise CheckpointError(f"the {item} arrays read back differ from those saved (checksum "
+                            f"{checksum(out[item])} != {expected[item]}): a damaged file")
   return out["params"], out["train"], out["data"], out["meta"]
+
+
+@jax.jit
+def _checksum(tree) -> jax.Array:
+  """Sum of the arrays' bit patterns as uint32, wrapping: exact and order-free, so the same on any device
+  layout, and any change of one byte changes it."""
+  total = jnp.zeros((), jnp.uint32)
+  for i, x in enumerate(jax.tree.leaves(tree)):
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+      x = jax.random.key_data(x)
+    size = jnp.dtype(x.dtype).itemsize
+    if x.dtype == jnp.bool_:
+      bits = x.astype(jnp.uint32)
+    elif size in (1, 2, 4):
+      bits = jax.lax.bitcast_convert_type(x, {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}[size]).astype(jnp.uint32)
+    else:  # 8-byte types (only with jax_enable_x64): both halves
+      bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
+    # Weighted by the leaf's position: two leaves that swapped contents would otherwise cancel out.
+    total = total + jnp.sum(bits, dtype=jnp.uint32) * jnp.uint32(2 * i + 1)
+  return total
+
+
+def checksum(tree) -> int:
+  return int(_checksum(tree))
+
+def restore_latest(mngr: ocp.CheckpointManager, workdir: str | Path, params_like, train_like: dict,
+                   *, is_host0: bool = True):
+  """Restores the newest checkpoint that restores: (step, params, train, data, meta), or None when the
+  workdir has none. A checkpoint that fails (a damaged file, a foreign layout) is named in a warning and the
+  next older one is tried; once one restores, the newer failed ones are moved to DIR/checkpoints_unreadable/
+  so the run can save those steps again. Raises CheckpointError when none restores."""
+  steps = sorted(mngr.all_steps(), reverse=True)
+  failed: list[tuple[int, str]] = []
+  for i, step in enumerate(steps):
+    try:
+      restored = restore(mngr, step, params_like, train_like)
+    except Exception as e:  # TensorStore / Orbax raise many types for a damaged checkpoint
+      why = f"{type(e).__name__}: {' '.join(str(e).split())[:240]}"
+      failed.append((step, why))
+      if is_host0:
+        nxt = f"; trying step {steps[i + 1]}" if i + 1 < len(steps) else ""
+        _say(f"warning: the checkpoint at step {step} could not be restored ({why}){nxt}")
+      continue
+    if failed:
+      _set_aside(mngr, Path(workdir), [s for s, _ in failed], is_host0)
+    return (step, *restored)
+  if failed:
+    raise CheckpointError(
+        f"none of the checkpoints in {Path(workdir) / 'checkpoints'} could be restored (steps "
+        f"{', '.join(str(s) for s, _ in failed)}; step {failed[0][0]}: {failed[0][1]}). Use another --workdir, or "
+        "move the checkpoints folder away to start over")
+  return None
+
+
+def _set_aside(mngr: ocp.CheckpointManager, workdir: Path, steps: list[int], is_host0: bool) -> None:
+  if is_host0:
+    dest = workdir / UNREADABLE_DIR
+    dest.mkdir(exist_ok=True)
+    for step in steps:
+      target = dest / str(step)
+      if target.exists():
+        shutil.rmtree(target)
+      shutil.move(str(workdir / "checkpoints" / str(step)), str(target))
+      _say(f"moved the unreadable checkpoint of step {step} to {target}")
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("jaxemb:checkpoints-set-aside")
+  mngr.reload()
+
+
+def _say(msg: str) -> None:
+  print(f"[jaxemb] {msg}", file=sys.stderr, flush=True)

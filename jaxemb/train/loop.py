@@ -21,7 +21,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxemb.cli import UserError
 from jaxemb.models.api import Encoder
 from jaxemb.objectives import declutr, metadata, mlm
+from jaxemb.resolve import checkpoint_steps
 from jaxemb.train import checkpoint as ckpt
+from jaxemb.train.workdir import WorkdirLock, truncate_metrics
 from jaxemb.train.optim import make_optimizer
 
 
@@ -215,8 +217,18 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]
   """Trains (or resumes) the configured objective in `workdir`. Returns a summary dict."""
   workdir = Path(workdir).expanduser().absolute()
   workdir.mkdir(parents=True, exist_ok=True)
+  with WorkdirLock(workdir, jax.process_index()):  # a second run on this workdir stops here, naming the holder
+    return _train(cfg, workdir)
+
+
+def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   is_host0 = jax.process_index() == 0
   _check_workdir(cfg, workdir, is_host0)
+  saved = checkpoint_steps(workdir)
+  if saved and saved[-1] >= int(cfg.total_steps) * int(cfg.optim.accumulate):
+    _say(f"{workdir} is already at step {saved[-1]} (total_steps {cfg.total_steps}): nothing to train")
+    return {"workdir": str(workdir), "steps": int(cfg.total_steps) * int(cfg.optim.accumulate),
+            "start": saved[-1], "final": {}, "already_done": True}
   enable_compilation_cache(cfg.compilation_cache)
 
   # -- mesh: one "data" axis over every device of every host.
@@ -244,10 +256,11 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]
   # -- checkpoint: resume when the workdir has one.
   mngr = ckpt.manager(workdir, keep=cfg.checkpoint.keep)
   start = 0
-  if mngr.latest_step() is not None:
-    start = int(mngr.latest_step())
-    p, t, data_state, _ = ckpt.restore(mngr, start, state.params,
-                                       {"opt_state": state.opt_state, "step": state.step, "rng": state.rng})
+  restored = ckpt.restore_latest(mngr, workdir, state.params,
+                                 {"opt_state": state.opt_state, "step": state.step, "rng": state.rng},
+                                 is_host0=is_host0)
+  if restored is not None:
+    start, p, t, data_state, _ = restored
     state = TrainState(step=t["step"], params=p, opt_state=t["opt_state"], rng=t["rng"])
     batches.set_state(data_state)
     if is_host0:
@@ -256,6 +269,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]
     batches.set_state({"step": 0})
 
   pad_lengths = _pad_lengths(cfg)
+  if is_host0:  # the steps after `start` are trained (and logged) again: each step once in metrics.jsonl
+    truncate_metrics(workdir / "metrics.jsonl", start)
   log = MetricsLog(workdir, is_host0)
   total = int(cfg.total_steps) * accumulate
   bar = _progress(is_host0, start, total)
@@ -287,11 +302,14 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]
         if bar is not None:
           bar.set_postfix(loss=f"{last['loss']:.4f}", tok_s=f"{last['tokens_per_sec']:.0f}")
       if save_now:
+        _check_params(state.params, done)  # never save NaN/Inf weights
         ckpt.save(mngr, done, state.params,
                   {"opt_state": state.opt_state, "step": state.step, "rng": state.rng},
                   batches.get_state(), {**meta, "step": done})
       if bar is not None:
         bar.update(1)
+        if step == start:
+          _restart_eta(bar)  # the first step's time is mostly compilation: keep it out of the ETA
   finally:
     if bar is not None:
       bar.close()
@@ -304,21 +322,38 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]
                                     "mlm_head": jax.tree.map(np.asarray, state.params["mlm_head"])})
     final.save_pretrained(workdir / "model")
   mngr.close()
-  return {"workdir": str(workdir), "steps": total, "final": last}
+  return {"workdir": str(workdir), "steps": total, "start": start, "final": last}
 
 
 def _say(msg: str) -> None:
   print(f"[jaxemb] {msg}", file=sys.stderr, flush=True)
 
 
+_NONFINITE_ADVICE = ("the run stops here and the last good checkpoint stays in place. Lower config.optim.lr, "
+                     "check the data, or try float32 compute.")
+
+
 def _check(pending) -> dict[str, float]:
+  """The step's metrics on the host; a NaN/Inf loss or gradient norm stops the run before any save."""
   step, metrics = pending
   values = {k: float(v) for k, v in jax.device_get(metrics).items()}
   if not math.isfinite(values["loss"]):
-    raise NonFiniteLossError(
-        f"non-finite loss {values['loss']} at step {step} ({values}); the run stops here and the last good "
-        "checkpoint stays in place. Lower config.optim.lr, check the data, or try float32 compute.")
+    raise NonFiniteLossError(f"non-finite loss {values['loss']} at step {step} ({values}); {_NONFINITE_ADVICE}")
+  if not math.isfinite(values.get("grad_norm", 0.0)):
+    raise NonFiniteLossError(f"non-finite gradient norm {values['grad_norm']} at step {step} (loss "
+                             f"{values['loss']:.4f}; {values}); {_NONFINITE_ADVICE}")
   return values
+
+
+@jax.jit
+def _all_finite(params) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)]))
+
+
+def _check_params(params, step: int) -> None:
+  """Finite loss and gradients can still give Inf weights (an overflowing update): checked before a save."""
+  if not bool(_all_finite(params)):
+    raise NonFiniteLossError(f"non-finite parameters after step {step}; {_NONFINITE_ADVICE}")
 
 
 def _pad_lengths(cfg) -> dict[str, int]:
@@ -336,7 +371,14 @@ def _progress(enabled: bool, start: int, total: int):
   if not enabled:
     return None
   from tqdm import tqdm
-  return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
+  # smoothing=0: the ETA is the mean step time since _restart_eta, not an average that still weighs compilation
+  return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True, smoothing=0)
+
+
+def _restart_eta(bar) -> None:
+  """Measures the rate (and so the ETA) from now on: called after the first step, whose time is compilation."""
+  bar.initial = bar.n
+  bar.start_t = bar.last_print_t = bar._time()
 
 
 def _check_workdir(cfg, workdir: Path, is_host0: bool) -> None:
