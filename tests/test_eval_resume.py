@@ -130,3 +130,21 @@ def test_finetune_nan_is_a_failed_row_and_the_run_goes_on(two_models, tmp_path, 
   assert {r["mode"] for r in doc["runs"]} == {"tfidf"}   # the evaluation went on to the TF-IDF rows
   assert "## Failed runs" in (tmp_path / "out" / "report.md").read_text()
   assert "Traceback" not in capsys.readouterr().err
+
+
+def test_balanced_class_weight_rows_are_their_own_modes(two_models, tmp_path):
+  cli = _load("eval.py", "jaxemb_eval_cli")
+  cfg = _cfg(two_models[:1], tmp_path / "cache")
+  cfg.geometry.enabled = False
+  cfg.probe.class_weight = "none,balanced"
+  cfg.tfidf_class_weight = "balanced"
+  out = cli.run(cfg, tmp_path / "out")
+  assert list(dict.fromkeys(r["mode"] for r in out["runs"])) == ["probe_logreg", "probe_logreg_balanced",
+                                                                 "tfidf_balanced"]
+  assert all(isinstance(r["converged"], bool) and r["n_iter"] > 0 for r in out["runs"] if r["mode"] == "tfidf_balanced")
+  for key, value in (("probe.class_weight", "equal"), ("tfidf_class_weight", "")):
+    bad = _cfg(two_models[:1], tmp_path / "cache")
+    section, _, field = key.rpartition(".")
+    (bad[section] if section else bad)[field] = value
+    with pytest.raises(cli.EvalError, match=key.replace(".", r"\.")):
+      cli.run(bad, tmp_path / "bad")
