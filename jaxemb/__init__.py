@@ -1,9 +1,8 @@
 """jaxemb: adapt small pre-trained text encoders to healthcare text, in JAX/Flax, and measure what changed."""
 
-import os as _os
+from jaxemb.cli import set_environment_defaults as _set_environment_defaults
 
-# transformers is used for tokenizers and configs only; its "PyTorch was not found" notice is noise here.
-_os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+_set_environment_defaults(library=True)  # quiet transformers; the CLIs add their own (jaxemb/cli.py)
 
 __version__ = "0.1.0"
 

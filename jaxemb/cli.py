@@ -31,10 +31,15 @@ class UserError(Exception):
 # `--verbose` adds the traceback, for the rare case where one of them is a bug rather than bad input.
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError, EOFError, ValueError)
 
+# Set (unless already set) on `import jaxemb`, also for library use: transformers is used for tokenizers and
+# configs only, and its "PyTorch was not found" notice and per-load warnings are noise here.
+LIBRARY_ENVIRONMENT_DEFAULTS = {
+    "TRANSFORMERS_VERBOSITY": "error",
+}
 # Set (unless already set) by every CLI before transformers / jax / TFDS are imported.
 ENVIRONMENT_DEFAULTS = {
+    **LIBRARY_ENVIRONMENT_DEFAULTS,
     "HF_HUB_OFFLINE": "1",               # models are local folders: never a silent download
-    "TRANSFORMERS_VERBOSITY": "error",   # transformers v5 warns on every tokenizer load
     "TF_CPP_MIN_LOG_LEVEL": "2",         # C++ INFO/WARNING lines of XLA / TensorStore
     "GRPC_VERBOSITY": "ERROR",           # multi-host runs: the coordinator's gRPC chatter
 }
@@ -45,9 +50,10 @@ _LIBRARY_LOGGERS = ("absl", "jax", "jax._src.xla_bridge", "orbax", "tensorflow_d
                     "tensorstore", "transformers")
 
 
-def set_environment_defaults() -> None:
-  """The environment defaults of every CLI (ENVIRONMENT_DEFAULTS); a value the user set wins."""
-  for key, value in ENVIRONMENT_DEFAULTS.items():
+def set_environment_defaults(library: bool = False) -> None:
+  """The environment defaults of every CLI (ENVIRONMENT_DEFAULTS; library=True: only those that suit any
+  program importing jaxemb, LIBRARY_ENVIRONMENT_DEFAULTS); a value the user set wins."""
+  for key, value in (LIBRARY_ENVIRONMENT_DEFAULTS if library else ENVIRONMENT_DEFAULTS).items():
     os.environ.setdefault(key, value)
 
 
