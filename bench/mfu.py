@@ -102,7 +102,7 @@ def run(model: str, batch: int, seq_len: int, dtype: str, remat: bool, steps: in
     raise SystemExit(f"--batch {batch} must be a multiple of the {len(devices)} devices")
   mesh = Mesh(np.array(devices), ("data",))
   host_batch = synthetic_mlm_batch(batch, seq_len, c.vocab_size)
-  state, step_fn = loop.build_state_and_step(cfg, encoder, 0, mesh)
+  state, step_fn = loop.build_state_and_step(cfg, encoder, None, mesh)
   t0 = time.perf_counter()
   compiled = step_fn.lower(state, host_batch).compile()
   compile_s = time.perf_counter() - t0

@@ -17,6 +17,7 @@ import resource
 import sys
 import time
 import traceback
+import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,7 +148,9 @@ class JaxSide:
       host_batch.update(positive_ids=ids, positive_mask=mask)
     mesh = Mesh(np.array(self.jax.devices()), ("data",))
     with _variant(variant, objective):
-      state, step_fn = loop.build_state_and_step(cfg, self._encoder(), num_categories, mesh)
+      # The metadata objective's classification head is sized by the iterator's categories.
+      categories = types.SimpleNamespace(categories=list(range(num_categories)))
+      state, step_fn = loop.build_state_and_step(cfg, self._encoder(), categories, mesh)
       t0 = time.perf_counter()
       lowered = step_fn.lower(state, host_batch)
       t1 = time.perf_counter()

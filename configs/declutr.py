@@ -25,14 +25,11 @@ def get_config(arg: str = ""):
   c.declutr.max_span = 128      # the original's 256 on MIMIC; the quick-start notes are shorter
   c.declutr.min_span = 8
   c.declutr.short_docs = "shrink"
-  c.data.max_length = c.declutr.max_span + 2
   c.total_steps = 100           # the quick-start default: minutes on a CPU
   if arg == "smoke":
     smoke(c)
     c.batch_size = 4
     c.declutr.max_span = 32
-    c.declutr.short_docs = "shrink"
-    c.data.max_length = 34
   elif arg:
     raise ValueError(f"unknown config argument {arg!r} (expected '' or 'smoke')")
   return c

@@ -76,12 +76,11 @@ for objective in ("mlm", "declutr", "metadata"):
   if objective == "metadata":
     cfg.metadata.note_loss = "supcon"
   _, _, batches = open_corpus(cfg, enc.tokenizer)
-  n_cat = len(getattr(batches, "categories", []) or [])
   batch = batches.batch(3)
   res = []
   for devices in (jax.devices()[:1], jax.devices()):
     mesh = Mesh(np.array(devices), ("data",))
-    state, step = build_state_and_step(cfg, enc, n_cat, mesh)
+    state, step = build_state_and_step(cfg, enc, batches, mesh)
     p0 = [np.array(x) for x in jax.tree.leaves(state.params)]  # copied: the step donates the state
     for _ in range(2):  # two steps: the second sees params updated by the first
       state, metrics = step(state, batch)

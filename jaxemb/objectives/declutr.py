@@ -9,17 +9,39 @@ is not reproduced).
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 
+from jaxemb.data import batching
 from jaxemb.models.encoder import encode, mean_pool
+from jaxemb.objectives import Objective
 from jaxemb.objectives.losses import nt_xent
 from jaxemb.objectives.mlm import mlm_loss_from_hidden
 
 
+def defaults() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.anchors = 2
+  c.positives = 2
+  c.max_span = 256
+  c.min_span = 8
+  c.short_docs = "skip"     # skip (counted) or shrink max_span for that document
+  c.temperature = 0.05
+  c.use_mlm = True
+  c.mlm_weight = 1.0        # total = contrastive + mlm_weight * MLM (the original: 1.0)
+  # Pad the shorter and the longer half of the (Beta(2,4)-short) positives to separate lengths: ~17% fewer
+  # padded tokens per step (docs/PERFORMANCE.md). Same loss; off when a half cannot split over the devices.
+  c.split_positives = True
+  return c
+
+
 def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False, temperature: float = 0.05,
-            use_mlm: bool = True, positives: int = 2):
-  """Returns (contrastive + MLM, metrics). With use_mlm=False: the contrastive-only ablation."""
+            use_mlm: bool = True, positives: int = 2, mlm_weight: float = 1.0, return_pooled: bool = False):
+  """Returns (contrastive + mlm_weight * MLM, metrics), and with return_pooled the anchors' (embeddings_NxD,
+  ids, mask) as a third element. With use_mlm=False: the contrastive-only ablation."""
   rng_a, rng_p = jax.random.split(rng)
   hidden_NxLxD = encode(params["encoder"], batch["anchor_ids"], batch["anchor_mask"], config=config,
                         dropout_rng=rng_a, dtype=dtype, remat=remat)
@@ -43,8 +65,36 @@ def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False
     mlm, n_pred = mlm_loss_from_hidden(params, hidden_NxLxD, batch["mlm_positions"], batch["mlm_labels"],
                                        batch["mlm_weights"], config=config, dtype=dtype)
     metrics.update(mlm_loss=mlm, n_predictions=n_pred)
-    loss = loss + mlm
+    loss = loss + mlm_weight * mlm
+  if return_pooled:
+    return loss, metrics, (anchors_NxD, batch["anchor_ids"], batch["anchor_mask"])
   return loss, metrics
+
+
+def _batches(cfg, prepared, common):
+  d = cfg.declutr
+  # Two length groups of positives need each half of a host's rows to split evenly over its devices.
+  half = cfg.batch_size // jax.process_count() * d.anchors * d.positives // 2
+  split = bool(d.split_positives) and half > 0 and half % jax.local_device_count() == 0
+  return batching.DeclutrBatches(prepared, anchors=d.anchors, positives=d.positives, max_span=d.max_span,
+                                 min_span=d.min_span, short_docs=d.short_docs, split_positives=split,
+                                 mask_prob=cfg.data.mask_prob if d.use_mlm else 0.0, **common)
+
+
+def _loss(cfg, config, dtype, remat):
+  d = cfg.declutr
+  return partial(loss_fn, config=config, dtype=dtype, remat=remat, temperature=d.temperature, use_mlm=d.use_mlm,
+                 positives=d.positives, mlm_weight=d.mlm_weight, return_pooled=True)
+
+
+def _pad_lengths(cfg) -> dict[str, int]:
+  n = cfg.declutr.max_span + 2  # a span's tokens plus [CLS] and [SEP]
+  return {k: n for k in ("anchor_ids", "anchor_mask", "positive_ids", "positive_mask", "positive_long_ids",
+                         "positive_long_mask")}
+
+
+OBJECTIVE = Objective(name="declutr", defaults=defaults, batches=_batches, loss=_loss, pad_lengths=_pad_lengths,
+                      uses_mlm_head=lambda cfg: bool(cfg.declutr.use_mlm))
 
 
 

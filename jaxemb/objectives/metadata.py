@@ -7,15 +7,31 @@ head (hidden -> K categories) on the embedding. Flags: MLM only, note loss only.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
+from jaxemb.data import batching
 from jaxemb.models.encoder import encode, mean_pool
+from jaxemb.objectives import Objective
 from jaxemb.objectives.losses import classification_loss, supcon
 from jaxemb.objectives.mlm import mlm_loss_from_hidden
 
 NOTE_LOSSES = ("supcon", "classify")
+
+
+def defaults() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.note_loss = "supcon"   # supcon or classify
+  c.weight = 0.1
+  c.temperature = 0.1
+  c.use_mlm = True
+  c.use_note = True
+  c.sampler = "random"     # random (the original) or balanced (>= 2 docs per sampled category)
+  return c
 
 
 def init_note_head(hidden_size: int, num_categories: int, seed: int, std: float = 0.02) -> dict:
@@ -26,8 +42,10 @@ def init_note_head(hidden_size: int, num_categories: int, seed: int, std: float 
 
 
 def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False, note_loss: str = "supcon",
-            weight: float = 0.1, temperature: float = 0.1, use_mlm: bool = True, use_note: bool = True):
-  """Returns (mlm + weight * note_loss, metrics); note-only runs use the note loss unweighted."""
+            weight: float = 0.1, temperature: float = 0.1, use_mlm: bool = True, use_note: bool = True,
+            return_pooled: bool = False):
+  """Returns (mlm + weight * note_loss, metrics); note-only runs use the note loss unweighted. With
+  return_pooled, the rows' (embeddings_BxD, ids, mask) as a third element."""
   if note_loss not in NOTE_LOSSES:
     raise ValueError(f"note_loss must be one of {NOTE_LOSSES}, got {note_loss!r}")
   if not (use_mlm or use_note):
@@ -41,8 +59,8 @@ def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False
                                        batch["mlm_weights"], config=config, dtype=dtype)
     metrics.update(mlm_loss=mlm, n_predictions=n_pred)
     loss = loss + mlm
+  emb_BxD = mean_pool(hidden_BxLxD, batch["attention_mask"])
   if use_note:
-    emb_BxD = mean_pool(hidden_BxLxD, batch["attention_mask"])
     if note_loss == "supcon":
       note = supcon(emb_BxD, batch["category"], temperature)
     else:
@@ -51,4 +69,34 @@ def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False
       note = classification_loss(logits_BxK, batch["category"])
     metrics["note_loss"] = note
     loss = loss + (weight * note if use_mlm else note)
+  if return_pooled:
+    return loss, metrics, (emb_BxD, batch["input_ids"], batch["attention_mask"])
   return loss, metrics
+
+
+def _batches(cfg, prepared, common):
+  return batching.MetadataBatches(prepared, max_length=cfg.data.max_length, sampler=cfg.metadata.sampler,
+                                  mask_prob=cfg.data.mask_prob, **common)
+
+
+def _loss(cfg, config, dtype, remat):
+  m = cfg.metadata
+  return partial(loss_fn, config=config, dtype=dtype, remat=remat, note_loss=m.note_loss, weight=m.weight,
+                 temperature=m.temperature, use_mlm=m.use_mlm, use_note=m.use_note, return_pooled=True)
+
+
+def _extra_params(cfg, config, batches) -> dict:
+  m = cfg.metadata
+  if m.use_note and m.note_loss == "classify":
+    return {"note_head": init_note_head(config.hidden_size, len(batches.categories), cfg.seed)}
+  return {}
+
+
+def _pad_lengths(cfg) -> dict[str, int]:
+  n = cfg.data.max_length
+  return {"input_ids": n, "attention_mask": n}
+
+
+OBJECTIVE = Objective(name="metadata", defaults=defaults, batches=_batches, loss=_loss, pad_lengths=_pad_lengths,
+                      extra_params=_extra_params, requires=("metadata",),
+                      uses_mlm_head=lambda cfg: bool(cfg.metadata.use_mlm))

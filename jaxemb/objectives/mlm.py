@@ -6,9 +6,14 @@ vocabulary projection run on ~15% of the tokens (the largest single saving of a 
 
 from __future__ import annotations
 
-import jax
+from functools import partial
 
-from jaxemb.models.encoder import encode, gather_rows, mlm_logits
+import jax
+import ml_collections
+
+from jaxemb.data import batching
+from jaxemb.models.encoder import encode, gather_rows, mean_pool, mlm_logits
+from jaxemb.objectives import Objective
 from jaxemb.objectives.losses import masked_lm_loss
 
 
@@ -18,10 +23,33 @@ def mlm_loss_from_hidden(params, hidden_BxLxD, positions_BxM, labels_BxM, weight
   return masked_lm_loss(logits_BxMxV, labels_BxM, weights_BxM)
 
 
-def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False):
-  """MLM objective on an MLM batch (docs/ARCHITECTURE.md). Returns (loss, metrics)."""
+def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False, return_pooled: bool = False):
+  """MLM objective on an MLM batch (docs/ARCHITECTURE.md). Returns (loss, metrics), and with return_pooled
+  the (embeddings_BxD, ids, mask) of the masked rows as a third element."""
   hidden_BxLxD = encode(params["encoder"], batch["input_ids"], batch["attention_mask"], config=config,
                         dropout_rng=rng, dtype=dtype, remat=remat)
   loss, n = mlm_loss_from_hidden(params, hidden_BxLxD, batch["mlm_positions"], batch["mlm_labels"],
                                  batch["mlm_weights"], config=config, dtype=dtype)
-  return loss, {"mlm_loss": loss, "n_predictions": n}
+  metrics = {"mlm_loss": loss, "n_predictions": n}
+  if return_pooled:
+    pooled = (mean_pool(hidden_BxLxD, batch["attention_mask"]), batch["input_ids"], batch["attention_mask"])
+    return loss, metrics, pooled
+  return loss, metrics
+
+
+def _batches(cfg, prepared, common):
+  return batching.MLMBatches(prepared, max_length=cfg.data.max_length, packing=cfg.data.mlm_packing,
+                             mask_prob=cfg.data.mask_prob, **common)
+
+
+def _loss(cfg, config, dtype, remat):
+  return partial(loss_fn, config=config, dtype=dtype, remat=remat, return_pooled=True)
+
+
+def _pad_lengths(cfg) -> dict[str, int]:
+  n = cfg.data.max_length
+  return {"input_ids": n, "attention_mask": n}
+
+
+OBJECTIVE = Objective(name="mlm", defaults=ml_collections.ConfigDict, batches=_batches, loss=_loss,
+                      pad_lengths=_pad_lengths)

@@ -53,25 +53,11 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   c.optim.clip_norm = 1.0
   c.optim.accumulate = 1
 
-  c.declutr = ml_collections.ConfigDict()
-  c.declutr.anchors = 2
-  c.declutr.positives = 2
-  c.declutr.max_span = 256
-  c.declutr.min_span = 8
-  c.declutr.short_docs = "skip"     # skip (counted) or shrink max_span for that document
-  c.declutr.temperature = 0.05
-  c.declutr.use_mlm = True
-  # Pad the shorter and the longer half of the (Beta(2,4)-short) positives to separate lengths: ~17% fewer
-  # padded tokens per step (docs/PERFORMANCE.md). Same loss; off when a half cannot split over the devices.
-  c.declutr.split_positives = True
-
-  c.metadata = ml_collections.ConfigDict()
-  c.metadata.note_loss = "supcon"   # supcon or classify
-  c.metadata.weight = 0.1
-  c.metadata.temperature = 0.1
-  c.metadata.use_mlm = True
-  c.metadata.use_note = True
-  c.metadata.sampler = "random"     # random (the original) or balanced (>= 2 docs per sampled category)
+  # The objective's own block (config.declutr, config.metadata, ...), declared by its module.
+  from jaxemb import objectives
+  block = objectives.get(objective).defaults()
+  if block:
+    c[objective] = block
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 200

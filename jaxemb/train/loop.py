@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxemb.cli import UserError
 from jaxemb.models.api import Encoder
-from jaxemb.objectives import declutr, metadata, mlm
+from jaxemb import objectives
 from jaxemb.resolve import checkpoint_steps
 from jaxemb.train import checkpoint as ckpt
 from jaxemb.train.workdir import WorkdirLock, truncate_metrics
@@ -69,19 +69,18 @@ def enable_compilation_cache(setting: str) -> None:
 
 # ============================================================================================ input
 def open_corpus(cfg: ml_collections.ConfigDict, tokenizer):
-  """Prepared (tokenised, cached) corpus and the batch iterator for the objective."""
+  """Prepared (tokenised, cached) corpus and the objective's batch iterator."""
   from jaxemb.data.corpus import Fields
   from jaxemb.data.prepare import prepare
-  from jaxemb.data import batching
   from jaxemb.data import spec as data_spec
   path = str(data_spec.corpus_path(cfg.data.path))
-  need_category = cfg.objective == "metadata"
+  objective = objectives.get(cfg.objective)
   fields = Fields(text=cfg.data.text_field, metadata=cfg.data.metadata_field or None,
-                  group=cfg.data.group_field or None, split=cfg.data.split_field or None,
-                  id=cfg.data.id_field or None)
+                  label=cfg.data.label_field or None, group=cfg.data.group_field or None,
+                  split=cfg.data.split_field or None, id=cfg.data.id_field or None)
   prep = partial(prepare, path, fields, tokenizer, cache_dir=cfg.data.cache_dir or None,
-                 require=("metadata",) if need_category else (), strict=cfg.data.strict,
-                 clean=cfg.data.clean, **data_spec.split_kwargs(cfg.data))
+                 require=objective.requires, strict=cfg.data.strict, clean=cfg.data.clean,
+                 **data_spec.split_kwargs(cfg.data))
   if jax.process_count() > 1:
     # Host 0 writes the cache, the others wait and then read it: no race on TFDS's final rename when the
     # hosts share a cache directory.
@@ -96,24 +95,7 @@ def open_corpus(cfg: ml_collections.ConfigDict, tokenizer):
   exclude = tuple(s for s in cfg.data.exclude_splits.split(",") if s)
   common = dict(batch_size=cfg.batch_size, seed=cfg.seed, exclude_splits=exclude,
                 process_index=jax.process_index(), process_count=jax.process_count())
-  mask_prob = cfg.data.mask_prob
-  if cfg.objective == "mlm":
-    it = batching.MLMBatches(prepared, max_length=cfg.data.max_length, packing=cfg.data.mlm_packing,
-                             mask_prob=mask_prob, **common)
-  elif cfg.objective == "declutr":
-    d = cfg.declutr
-    # Two length groups of positives need each half of a host's rows to split evenly over its devices.
-    half = cfg.batch_size // jax.process_count() * d.anchors * d.positives // 2
-    split = bool(d.split_positives) and half > 0 and half % jax.local_device_count() == 0
-    it = batching.DeclutrBatches(prepared, anchors=d.anchors, positives=d.positives, max_span=d.max_span,
-                                 min_span=d.min_span, short_docs=d.short_docs, split_positives=split,
-                                 mask_prob=mask_prob if d.use_mlm else 0.0, **common)
-  elif cfg.objective == "metadata":
-    it = batching.MetadataBatches(prepared, max_length=cfg.data.max_length, sampler=cfg.metadata.sampler,
-                                  mask_prob=mask_prob, **common)
-  else:
-    raise ValueError(f"config.objective must be mlm, declutr or metadata, got {cfg.objective!r}")
-  return path, prepared, it
+  return path, prepared, objective.batches(cfg, prepared, common)
 
 
 def pad_to(batch: dict[str, np.ndarray], lengths: dict[str, int]) -> dict[str, np.ndarray]:
@@ -128,22 +110,19 @@ def pad_to(batch: dict[str, np.ndarray], lengths: dict[str, int]) -> dict[str, n
 
 # ============================================================================================ model & loss
 def make_loss_fn(cfg: ml_collections.ConfigDict, encoder: Encoder):
-  dtype = jnp.dtype(cfg.model.dtype)
-  common = dict(config=encoder.config, dtype=dtype, remat=bool(cfg.model.remat))
-  if cfg.objective == "mlm":
-    return partial(mlm.loss_fn, **common)
-  if cfg.objective == "declutr":
-    d = cfg.declutr
-    return partial(declutr.loss_fn, temperature=d.temperature, use_mlm=d.use_mlm, positives=d.positives, **common)
-  m = cfg.metadata
-  return partial(metadata.loss_fn, note_loss=m.note_loss, weight=m.weight, temperature=m.temperature,
-                 use_mlm=m.use_mlm, use_note=m.use_note, **common)
+  """loss_fn(params, batch, rng) -> (loss, metrics) of the configured objective."""
+  fn = objectives.get(cfg.objective).loss(cfg, encoder.config, jnp.dtype(cfg.model.dtype), bool(cfg.model.remat))
+
+  def loss_fn(params, batch, rng):
+    loss, metrics, _ = fn(params, batch, rng)
+    return loss, metrics
+
+  return loss_fn
 
 
-def initial_params(cfg: ml_collections.ConfigDict, encoder: Encoder, num_categories: int) -> dict:
-  params = {"encoder": encoder.params["encoder"], "mlm_head": encoder.params["mlm_head"]}
-  if cfg.objective == "metadata" and cfg.metadata.use_note and cfg.metadata.note_loss == "classify":
-    params["note_head"] = metadata.init_note_head(encoder.config.hidden_size, num_categories, cfg.seed)
+def initial_params(cfg: ml_collections.ConfigDict, encoder: Encoder, batches=None) -> dict:
+  params = {"encoder": encoder.params["encoder"], "mlm_head": encoder.params["mlm_head"],
+            **objectives.get(cfg.objective).extra_params(cfg, encoder.config, batches)}
   return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
 
 
@@ -165,13 +144,13 @@ def make_train_step(loss_fn, tx, schedule, accumulate: int):
   return step
 
 
-def build_state_and_step(cfg, encoder: Encoder, num_categories: int, mesh: Mesh):
+def build_state_and_step(cfg, encoder: Encoder, batches, mesh: Mesh):
   """Initial TrainState, replicated over `mesh`, and the jitted update step: batch sharded on "data",
   state replicated and donated."""
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
   accumulate = int(cfg.optim.accumulate)
   tx, schedule = make_optimizer(cfg.optim, cfg.total_steps)
-  params = jax.device_put(initial_params(cfg, encoder, num_categories), replicated)
+  params = jax.device_put(initial_params(cfg, encoder, batches), replicated)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
                      opt_state=jax.jit(tx.init, out_shardings=replicated)(params),
                      rng=jax.random.PRNGKey(cfg.seed))
@@ -240,7 +219,6 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   # -- model and data.
   encoder = Encoder.from_pretrained(cfg.model.init, head_seed=cfg.model.head_seed)
   corpus_path, prepared, batches = open_corpus(cfg, encoder.tokenizer)
-  num_categories = len(getattr(batches, "categories", []) or [])
   if is_host0:
     _say(f"model {encoder}; corpus {corpus_path}: {prepared}")
     # How the corpus was split and what pre-training drops: the evaluator checks its test split against it.
@@ -251,7 +229,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
 
   # -- optimiser, state (replicated) and the jitted step.
   accumulate = int(cfg.optim.accumulate)
-  state, step_fn = build_state_and_step(cfg, encoder, num_categories, mesh)
+  state, step_fn = build_state_and_step(cfg, encoder, batches, mesh)
 
   # -- checkpoint: resume when the workdir has one.
   mngr = ckpt.manager(workdir, keep=cfg.checkpoint.keep)
@@ -357,14 +335,7 @@ def _check_params(params, step: int) -> None:
 
 
 def _pad_lengths(cfg) -> dict[str, int]:
-  if not cfg.data.pad_to_max:
-    return {}
-  if cfg.objective == "declutr":
-    n = cfg.declutr.max_span + 2
-    return {"anchor_ids": n, "anchor_mask": n, "positive_ids": n, "positive_mask": n, "positive_long_ids": n,
-            "positive_long_mask": n}
-  n = cfg.data.max_length
-  return {"input_ids": n, "attention_mask": n}
+  return objectives.get(cfg.objective).pad_lengths(cfg) if cfg.data.pad_to_max else {}
 
 
 def _progress(enabled: bool, start: int, total: int):
