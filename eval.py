@@ -131,7 +131,12 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
       log(f"  {unit}: finished in an earlier run (results.json)")
       continue
     t0 = time.time()
-    result = ev.run(unit, handles.get(spec), ctx)
+    try:
+      result = ev.run(unit, handles.get(spec), ctx)
+    except FloatingPointError as e:  # e.g. NaN embeddings: this unit fails with its reason, the others run
+      log(f"  {unit}: FAILED ({e})")
+      result = evaluators.UnitResult(failed=[{"model": spec, "mode": unit, "shots": None, "seed": None,
+                                              "reason": f"FloatingPointError: {e}"}])
     store.add(spec, unit, fp, result, time.time() - t0)
     save(complete=False)
 
@@ -140,6 +145,9 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
                          plan.models, num_classes=len(data.class_names), n_boot=cfg.verdict.n_boot,
                          seed=cfg.verdict.seed, level=cfg.verdict.level)
   res = save(complete=True, verdict=verdict)
+  for row in report.summarize(res["runs"]):
+    log(f"  {report.model_slug(row['model']):>24} {row['mode']:>12} shots={str(row['shots']):>4}: "
+        f"test macro-F1 {row['macro_f1']:.3f} ± {row['macro_f1_std']:.3f}")
   for v in verdict:
     log(f"  verdict {report.model_slug(v['model'])} {v['mode']} shots={v['shots']}: {v['diff']:+.3f} "
         f"[{v['ci_low']:+.3f}, {v['ci_high']:+.3f}] {v['verdict']}")

@@ -112,21 +112,28 @@ def test_changed_config_starts_over(two_models, tmp_path):
     out = cli.run(cfg, tmp_path / "out")
   finally:
     cli.log = real_log
-  assert any("another config or corpus; starting over" in line for line in lines)
+  assert any("another config or corpus" in line and "starting over" in line for line in lines)
   assert all(r["steps"] <= 50 for r in out["runs"])
 
 
-def test_finetune_nan_is_a_failed_row_and_the_run_goes_on(two_models, tmp_path, capsys):
+def test_finetune_nan_is_a_failed_row_and_the_run_goes_on(two_models, tmp_path, capsys, monkeypatch):
   cli = _load("eval.py", "jaxemb_eval_cli")
+  from jaxemb.eval.evaluators import geometry as geometry_evaluator
   cfg = _cfg(two_models[:1], tmp_path / "cache")
   cfg.modes = "finetune"
-  cfg.geometry.enabled = False
   cfg.finetune.lr = cfg.finetune.head_lr = 1e30   # the first update overflows the weights: loss NaN
+
+  def nan_embeddings(self, unit, model, ctx):     # as cache.cached_embeddings reports NaN embeddings
+    raise FloatingPointError(f"embeddings of {model.spec} contain NaN/Inf")
+
+  monkeypatch.setattr(geometry_evaluator.GeometryEvaluator, "run", nan_embeddings)
   assert cli.run_cli(cfg, tmp_path / "out") == 0
   doc = json.loads((tmp_path / "out" / "results.json").read_text())
   assert doc["complete"] is True
-  assert [(f["mode"], f["shots"], f["seed"]) for f in doc["failed"]] == [("finetune", 4, 0), ("finetune", 4, 1)]
-  assert all(f["reason"].startswith("FloatingPointError: fine-tuning loss is nan") for f in doc["failed"])
+  assert [(f["mode"], f["shots"], f["seed"]) for f in doc["failed"]] == [
+      ("geometry", None, None), ("finetune", 4, 0), ("finetune", 4, 1)]
+  assert doc["failed"][0]["reason"] == f"FloatingPointError: embeddings of {two_models[0]} contain NaN/Inf"
+  assert all(f["reason"].startswith("FloatingPointError: fine-tuning loss is nan") for f in doc["failed"][1:])
   assert {r["mode"] for r in doc["runs"]} == {"tfidf"}   # the evaluation went on to the TF-IDF rows
   assert "## Failed runs" in (tmp_path / "out" / "report.md").read_text()
   assert "Traceback" not in capsys.readouterr().err

@@ -178,8 +178,8 @@ def write_outputs(out_dir: Path, *, dataset: dict, runs: list[dict], geometry: l
   if failed:
     md += ["", "## Failed runs (not in the table above)", "", "| model | mode | shots | seed | reason |",
            "|---|---|---|---|---|"]
-    md += [f"| {model_slug(f['model'])} | {f['mode']} | {f['shots']} | {f['seed']} | {f['reason']} |"
-           for f in failed]
+    md += [f"| {model_slug(f['model'])} | {f['mode']} | {'all' if f['shots'] is None else f['shots']} | "
+           f"{'all' if f['seed'] is None else f['seed']} | {f['reason']} |" for f in failed]
   if geometry:
     md += ["", "## Embedding geometry (test split, L2-normalised embeddings)", "",
            "alignment: mean squared distance of same-category pairs (lower = tighter); uniformity: "

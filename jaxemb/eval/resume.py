@@ -88,7 +88,8 @@ class ResultsStore:
       return
     resume = doc.get("resume") or {}
     if resume.get("key") != self.key:
-      self.log(f"resume: {self.path} is from another config or corpus; starting over")
+      self.log(f"resume: {self.path} was written for another config or corpus (or by an older jaxemb); "
+               "starting over")
       return
     for u in resume.get("units", []):
       model, unit = u["model"], u["unit"]
