@@ -114,7 +114,7 @@ def read_checkpoint_params(workdir: str | os.PathLike, step: int, like: dict[str
   """The parameters named by the top-level keys of `like` (e.g. encoder, mlm_head) at checkpoint `step`, as
   host numpy arrays with the shapes and dtypes of `like`. A partial restore: the checkpoint may also hold a
   note head an encoder has no use for. Host arrays: the reader may run on another topology than training.
-  Raises ModelSpecError naming the step when the checkpoint cannot be read."""
+  Raises ModelSpecError naming the step when the checkpoint cannot be read or its checksums differ."""
   import jax
   import numpy as np
   import orbax.checkpoint as ocp
@@ -122,8 +122,14 @@ def read_checkpoint_params(workdir: str | os.PathLike, step: int, like: dict[str
   restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), abstract)
   mngr = checkpoint_manager(workdir, read_only=True, async_save=False)
   try:
-    restored = mngr.restore(step, args=ocp.args.Composite(
-        params=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=True)))["params"]
+    out = mngr.restore(step, args=ocp.args.Composite(
+        params=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=True),
+        meta=ocp.args.JsonRestore()))
+    params = jax.tree.map(np.asarray, dict(out["params"]))
+    bad = verify_checksums(params, ((out["meta"] or {}).get("checksum") or {}).get("params"))
+    if bad:
+      raise ValueError(f"the arrays read back differ from those saved (checksum of params/{', params/'.join(bad)})"
+                       ": a damaged file")
   except Exception as e:  # TensorStore / Orbax raise many types for a damaged or foreign checkpoint
     others = [s for s in checkpoint_steps(workdir) if s != step]
     raise ModelSpecError(f"{workdir}@{step}: the checkpoint could not be read ({type(e).__name__}: "
@@ -131,7 +137,56 @@ def read_checkpoint_params(workdir: str | os.PathLike, step: int, like: dict[str
                          + (f"; other steps: {', '.join(map(str, others))}" if others else "")) from None
   finally:
     mngr.close()
-  return jax.tree.map(np.asarray, dict(restored))
+  return params
+
+
+def _checksum_fn():
+  import jax
+  import jax.numpy as jnp
+
+  @jax.jit
+  def fn(tree) -> jax.Array:
+    total = jnp.zeros((), jnp.uint32)
+    for i, x in enumerate(jax.tree.leaves(tree)):
+      if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+      size = jnp.dtype(x.dtype).itemsize
+      if x.dtype == jnp.bool_:
+        bits = x.astype(jnp.uint32)
+      elif size in (1, 2, 4):
+        bits = jax.lax.bitcast_convert_type(x, {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}[size])
+        bits = bits.astype(jnp.uint32)
+      else:  # 8-byte types (only with jax_enable_x64): both halves
+        bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
+      # Weighted by the leaf's position: two leaves that swapped contents would otherwise cancel out.
+      total = total + jnp.sum(bits, dtype=jnp.uint32) * jnp.uint32(2 * i + 1)
+    return total
+
+  return fn
+
+
+_CHECKSUM = []  # the jitted function, built on first use (this module imports jax lazily)
+
+
+def checksum(tree) -> int:
+  """Sum of the arrays' bit patterns as uint32, wrapping and weighted by leaf position: exact and independent
+  of the device layout, and any one changed byte changes it. A checkpoint records it because TensorStore reads
+  a damaged array chunk without complaint (the chunks carry no checksum of their own)."""
+  if not _CHECKSUM:
+    _CHECKSUM.append(_checksum_fn())
+  return int(_CHECKSUM[0](tree))
+
+
+def checksums(params: dict[str, Any]) -> dict[str, int]:
+  """One checksum per top-level entry (encoder, mlm_head, ...): a reader of some entries can verify them."""
+  return {k: checksum(v) for k, v in params.items()}
+
+
+def verify_checksums(params: dict[str, Any], expected: dict[str, int] | None) -> list[str]:
+  """The top-level entries of `params` whose checksum differs from `expected` (none recorded: [])."""
+  if not isinstance(expected, dict):
+    return []
+  return [k for k, v in params.items() if k in expected and checksum(v) != expected[k]]
 
 
 def recorded_data_spec(workdir: str | os.PathLike) -> dict[str, Any] | None:

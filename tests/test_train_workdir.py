@@ -100,12 +100,19 @@ def test_damaged_latest_checkpoint_falls_back_and_each_step_is_logged_once(tiny_
   train(_config(tiny_model_dir, 8), w)
   assert _saved(w) == [4, 8] and _steps_logged(w) == list(range(1, 9))
   _flip_a_byte(w / "checkpoints" / "8")
+  # The evaluator's reader verifies the same checksums: one clear error naming the step and the others.
+  from jaxemb import Encoder
+  from jaxemb.resolve import ModelSpecError
+  with pytest.raises(ModelSpecError, match=r"@8: the checkpoint could not be read \(ValueError: the arrays read "
+                     r"back differ from those saved \(checksum of params/encoder\).*; other steps: 4$"):
+    Encoder.from_pretrained(f"{w}@8")
+  assert Encoder.from_pretrained(f"{w}@4").name == f"{w}@4"
   capsys.readouterr()
 
   summary = train(_config(tiny_model_dir, 12), w)
   err = capsys.readouterr().err
-  assert ("warning: the checkpoint at step 8 could not be restored (CheckpointError: the params arrays read back "
-          "differ from those saved") in err and "; trying step 4" in err
+  assert ("warning: the checkpoint at step 8 could not be restored (CheckpointError: the arrays read back differ "
+          "from those saved (checksum of encoder): a damaged file); trying step 4") in err
   assert f"resumed from {w / 'checkpoints'} at step 4" in err
   assert (summary["start"], summary["steps"]) == (4, 12)
   assert _saved(w) == [4, 8, 12] and (w / "checkpoints_unreadable" / "8").is_dir()

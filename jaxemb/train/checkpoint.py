@@ -16,11 +16,10 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from jaxemb.cli import UserError
-from jaxemb.resolve import checkpoint_manager
+from jaxemb.resolve import checkpoint_manager, checksum, checksums, verify_checksums
 
 # Where checkpoints that failed to restore are moved (kept for inspection, out of Orbax's sight), so that the
 # resumed run can save those steps again.
@@ -37,8 +36,9 @@ def manager(workdir: str | Path, *, keep: int | None = 3, async_save: bool = Tru
 
 
 def save(mngr: ocp.CheckpointManager, step: int, params, train_state: dict, data_state: dict, meta: dict) -> None:
-  """Saves one step; meta records a checksum of the arrays, which restore() verifies."""
-  meta = {**meta, "checksum": {"params": checksum(params), "train": checksum(train_state)}}
+  """Saves one step; meta records checksums of the arrays (jaxemb.resolve.checksums), which restore() and
+  the evaluator's reader verify."""
+  meta = {**meta, "checksum": {"params": checksums(params), "train": checksum(train_state)}}
   mngr.save(step, args=ocp.args.Composite(
       params=ocp.args.StandardSave(params),
       train=ocp.args.StandardSave(train_state),
@@ -57,35 +57,14 @@ def restore(mngr: ocp.CheckpointManager, step: int, params_like, train_like: dic
       data=ocp.args.JsonRestore(),
       meta=ocp.args.JsonRestore()))
   expected = (out["meta"] or {}).get("checksum", {})  # absent in checkpoints written before checksums
-  for item in ("params", "train"):
-    if item in expected and checksum(out[item]) != expected[item]:
-      raise CheckpointError(f"the {item} arrays read back differ from those saved (checksum "
-                            f"{checksum(out[item])} != {expected[item]}): a damaged file")
+  bad = verify_checksums(out["params"], expected.get("params"))
+  if "train" in expected and checksum(out["train"]) != expected["train"]:
+    bad.append("train")
+  if bad:
+    raise CheckpointError(f"the arrays read back differ from those saved (checksum of {', '.join(bad)}): a "
+                          "damaged file")
   return out["params"], out["train"], out["data"], out["meta"]
 
-
-@jax.jit
-def _checksum(tree) -> jax.Array:
-  """Sum of the arrays' bit patterns as uint32, wrapping: exact and order-free, so the same on any device
-  layout, and any change of one byte changes it."""
-  total = jnp.zeros((), jnp.uint32)
-  for i, x in enumerate(jax.tree.leaves(tree)):
-    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-      x = jax.random.key_data(x)
-    size = jnp.dtype(x.dtype).itemsize
-    if x.dtype == jnp.bool_:
-      bits = x.astype(jnp.uint32)
-    elif size in (1, 2, 4):
-      bits = jax.lax.bitcast_convert_type(x, {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}[size]).astype(jnp.uint32)
-    else:  # 8-byte types (only with jax_enable_x64): both halves
-      bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
-    # Weighted by the leaf's position: two leaves that swapped contents would otherwise cancel out.
-    total = total + jnp.sum(bits, dtype=jnp.uint32) * jnp.uint32(2 * i + 1)
-  return total
-
-
-def checksum(tree) -> int:
-  return int(_checksum(tree))
 
 def restore_latest(mngr: ocp.CheckpointManager, workdir: str | Path, params_like, train_like: dict,
                    *, is_host0: bool = True):
