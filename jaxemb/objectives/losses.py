@@ -63,7 +63,8 @@ def masked_lm_loss(
   return loss, n_predictions
 
 
-def nt_xent(anchors_NxD: jax.Array, positives_NxD: jax.Array, temperature: float = 0.05) -> jax.Array:
+def nt_xent(anchors_NxD: jax.Array, positives_NxD: jax.Array, temperature: float = 0.05,
+            groups_N: jax.Array | None = None) -> jax.Array:
   """Symmetric NT-Xent (SimCLR / DeCLUTR) over 2N rows.
 
   Z = l2norm(concat(anchors, positives)) (2N x D), S = Z Z^T / tau with the diagonal excluded; row i's
@@ -74,6 +75,9 @@ def nt_xent(anchors_NxD: jax.Array, positives_NxD: jax.Array, temperature: float
     anchors_NxD: anchor embeddings (any float dtype; norms are irrelevant).
     positives_NxD: the positive of each anchor, row-aligned with anchors_NxD.
     temperature: tau.
+    groups_N: optional int id per anchor row; rows of the same group (e.g. the same normalised text) are
+      left out of each other's denominators, so a duplicate is never pushed away as a false negative. The
+      row's own target stays. None = every other row is a negative (the original).
 
   Returns:
     Scalar float32 loss (nats).
@@ -81,9 +85,13 @@ def nt_xent(anchors_NxD: jax.Array, positives_NxD: jax.Array, temperature: float
   n = anchors_NxD.shape[0]
   z_2NxD = _l2_normalize(jnp.concatenate([anchors_NxD, positives_NxD], axis=0))
   logits_2Nx2N = _cosine_logits(z_2NxD, temperature)
-  self_2Nx2N = jnp.eye(2 * n, dtype=bool)
-  logits_2Nx2N = jnp.where(self_2Nx2N, _MASKED_LOGIT, logits_2Nx2N)
   targets_2N = (jnp.arange(2 * n) + n) % (2 * n)
+  excluded_2Nx2N = jnp.eye(2 * n, dtype=bool)
+  if groups_N is not None:
+    groups_2N = jnp.concatenate([groups_N, groups_N])
+    is_target_2Nx2N = jnp.arange(2 * n)[None, :] == targets_2N[:, None]
+    excluded_2Nx2N |= (groups_2N[:, None] == groups_2N[None, :]) & ~is_target_2Nx2N
+  logits_2Nx2N = jnp.where(excluded_2Nx2N, _MASKED_LOGIT, logits_2Nx2N)
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_2Nx2N, targets_2N))
 
 

@@ -59,6 +59,12 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   if block:
     c[objective] = block
 
+  # Adaptation levers (freeze, LoRA, MLM head, anchors to the initial weights): all off by default.
+  from jaxemb.train import adapt, select
+  adapt.defaults(c)
+  # Validation scores during training and the weight-space interpolation chosen on the validation split.
+  select.defaults(c)
+
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 200
   c.checkpoint.keep = 3

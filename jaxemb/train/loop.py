@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from absl import logging
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -21,6 +22,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxemb.cli import UserError
 from jaxemb.models.api import Encoder
 from jaxemb import objectives
+from jaxemb.models.lora import interpolate
+from jaxemb.train import adapt, select
 from jaxemb.resolve import checkpoint_steps
 from jaxemb.train import checkpoint as ckpt
 from jaxemb.train.workdir import WorkdirLock, truncate_metrics
@@ -110,43 +113,70 @@ def pad_to(batch: dict[str, np.ndarray], lengths: dict[str, int]) -> dict[str, n
 
 # ============================================================================================ model & loss
 def make_loss_fn(cfg: ml_collections.ConfigDict, encoder: Encoder):
-  """loss_fn(params, batch, rng) -> (loss, metrics) of the configured objective."""
-  fn = objectives.get(cfg.objective).loss(cfg, encoder.config, jnp.dtype(cfg.model.dtype), bool(cfg.model.remat))
+  """loss_fn(params, batch, rng, step=0, anchor=None) -> (loss, metrics): the configured objective on the
+  effective parameters (frozen parts, merged adapters) plus the anchor penalties (train/adapt.py); `anchor`
+  is the initial encoder, needed when `Levers.needs_anchor`."""
+  dtype = jnp.dtype(cfg.model.dtype)
+  fn = objectives.get(cfg.objective).loss(cfg, encoder.config, dtype, bool(cfg.model.remat))
+  levers = adapt.Levers.from_config(cfg, encoder.config.num_layers)
 
-  def loss_fn(params, batch, rng):
-    loss, metrics, _ = fn(params, batch, rng)
+  def loss_fn(params, batch, rng, step=0, anchor=None):
+    eff = levers.effective(params, jnp.asarray(step))
+    loss, metrics, pooled = fn(eff, batch, rng)
+    if levers.needs_anchor:
+      extra, extra_metrics = levers.penalties(eff, pooled, anchor, config=encoder.config, dtype=dtype)
+      metrics = {**metrics, **extra_metrics, "objective_loss": loss}
+      loss = loss + extra
     return loss, metrics
 
   return loss_fn
 
 
 def initial_params(cfg: ml_collections.ConfigDict, encoder: Encoder, batches=None) -> dict:
-  params = {"encoder": encoder.params["encoder"], "mlm_head": encoder.params["mlm_head"],
+  head = encoder.params["mlm_head"]
+  if cfg.mlm_head.bias_init == "unigram" and not encoder.head_loaded and batches is not None:
+    head = {**head, "bias": unigram_log_frequencies(batches.prepared, batches.doc_indices, encoder.config.vocab_size)}
+  params = {"encoder": encoder.params["encoder"], "mlm_head": head,
             **objectives.get(cfg.objective).extra_params(cfg, encoder.config, batches)}
+  params = adapt.add_adapters(cfg, params)
   return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
 
 
+def unigram_log_frequencies(prepared, doc_indices: np.ndarray, vocab_size: int) -> np.ndarray:
+  """log p(token) over the training documents, add-one smoothed, float32 [V]: the MLM decoder bias of a fresh
+  head, so its first predictions are the corpus's unigram distribution rather than uniform (a uniform start
+  sends large, uninformative gradients into the encoder)."""
+  counts = np.ones(vocab_size, np.float64)
+  for toks in prepared.tokens_many(doc_indices):
+    counts += np.bincount(np.asarray(toks, np.int64), minlength=vocab_size)[:vocab_size]
+  return np.log(counts / counts.sum()).astype(np.float32)
+
+
 # ============================================================================================ update step
-def make_train_step(loss_fn, tx, schedule, accumulate: int):
+def make_train_step(loss_fn, tx, schedule, accumulate: int, update_scale=None):
   """One SPMD update over the global batch: the caller jits it with the batch sharded on "data" and the
   state replicated; gradients of a loss over the global batch are the data-parallel mean, and contrastive
-  similarity matrices span every device (XLA inserts the all-gathers)."""
+  similarity matrices span every device (XLA inserts the all-gathers). `update_scale(params, step)` gives a
+  per-leaf multiplier of the update (0 = frozen)."""
 
-  def step(state: TrainState, batch):
+  def step(state: TrainState, batch, anchor=None):
     rng = jax.random.fold_in(state.rng, state.step)
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng, state.step,
+                                                                       anchor)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = jax.tree.map(lambda p, u: p + u, state.params, updates)
-    metrics = {**metrics, "loss": loss, "grad_norm": jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads))),
-               "lr": schedule(state.step // accumulate)}
+    if update_scale is not None:
+      updates = jax.tree.map(lambda u, m: u * m, updates, update_scale(state.params, state.step))
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads), "lr": schedule(state.step // accumulate)}
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state, rng=state.rng), metrics
 
   return step
 
 
 def build_state_and_step(cfg, encoder: Encoder, batches, mesh: Mesh):
-  """Initial TrainState, replicated over `mesh`, and the jitted update step: batch sharded on "data",
-  state replicated and donated."""
+  """Initial TrainState, replicated over `mesh`, and the update step `step_fn(state, batch)`: jitted with the
+  batch sharded on "data", the state replicated and donated. With anchor levers (L2-SP, self-distillation)
+  the initial encoder is a replicated argument of the jitted step, bound here."""
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
   accumulate = int(cfg.optim.accumulate)
   tx, schedule = make_optimizer(cfg.optim, cfg.total_steps)
@@ -155,10 +185,31 @@ def build_state_and_step(cfg, encoder: Encoder, batches, mesh: Mesh):
                      opt_state=jax.jit(tx.init, out_shardings=replicated)(params),
                      rng=jax.random.PRNGKey(cfg.seed))
   state = jax.device_put(state, replicated)
-  step_fn = jax.jit(make_train_step(make_loss_fn(cfg, encoder), tx, schedule, accumulate),
-                    in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
-                    donate_argnums=(0,))
-  return state, step_fn
+  levers = adapt.Levers.from_config(cfg, encoder.config.num_layers)
+  step = make_train_step(make_loss_fn(cfg, encoder), tx, schedule, accumulate,
+                         levers.update_scale if levers.active else None)
+  if not levers.needs_anchor:
+    step_fn = jax.jit(step, in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
+                      donate_argnums=(0,))
+    return state, step_fn
+  anchor = jax.device_put(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), encoder.params["encoder"]),
+                          replicated)
+  jitted = jax.jit(step, in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated),
+                   donate_argnums=(0,))
+  return state, _BoundStep(jitted, anchor)
+
+
+class _BoundStep:
+  """A jitted step(state, batch, anchor) called as step(state, batch), with `.lower` like the jitted one."""
+
+  def __init__(self, jitted, anchor):
+    self.jitted, self.anchor = jitted, anchor
+
+  def __call__(self, state, batch):
+    return self.jitted(state, batch, self.anchor)
+
+  def lower(self, state, batch):
+    return self.jitted.lower(state, batch, self.anchor)
 
 
 # ============================================================================================ logging
@@ -246,6 +297,18 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   else:
     batches.set_state({"step": 0})
 
+  # -- validation scores (host 0) and the interpolation's anchor: the initial encoder on the host.
+  initial_encoder = jax.tree.map(np.asarray, encoder.params["encoder"])
+  alphas = select.parse_alphas(cfg.interpolate.alphas)
+  every = int(cfg.validation.every)
+  validator = None
+  if is_host0 and (every > 0 or alphas):
+    validator = select.Validator(cfg, prepared, encoder.config, initial_encoder)
+    if not validator.available:
+      _say("no validation documents: validation scores and the interpolation choice are off")
+      validator = None
+  best = None  # (val_probe_f1, step, host copy of the encoder) when validation.keep_best
+
   pad_lengths = _pad_lengths(cfg)
   if is_host0:  # the steps after `start` are trained (and logged) again: each step once in metrics.jsonl
     truncate_metrics(workdir / "metrics.jsonl", start)
@@ -276,6 +339,11 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
         now = time.time()
         last["tokens_per_sec"] = tokens_since / max(now - t_last, 1e-9)
         t_last, tokens_since = now, 0
+        if validator is not None and every > 0 and (done % every == 0 or done == total):
+          enc_now = _host_tree(adapt.final_encoder(state.params, cfg))
+          last.update(validator.score(enc_now))
+          if cfg.validation.keep_best and "val_probe_f1" in last and (best is None or last["val_probe_f1"] > best[0]):
+            best = (last["val_probe_f1"], done, enc_now)
         log.write(done, last)
         if bar is not None:
           bar.set_postfix(loss=f"{last['loss']:.4f}", tok_s=f"{last['tokens_per_sec']:.0f}")
@@ -296,11 +364,29 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   if pending is not None:
     last = _check(pending)
   if is_host0 and cfg.checkpoint.export_final:
-    final = encoder.replace_params({"encoder": jax.tree.map(np.asarray, state.params["encoder"]),
-                                    "mlm_head": jax.tree.map(np.asarray, state.params["mlm_head"])})
+    trained = _host_tree(adapt.final_encoder(state.params, cfg))
+    report = {"last_step": total}
+    if best is not None:
+      trained = best[2]
+      report.update(best_step=best[1], best_val_probe_f1=best[0])
+      _say(f"keeping step {best[1]} (val_probe_f1 {best[0]:.4f}) of {total}")
+    if validator is not None and alphas:
+      choice = validator.choose_alpha(trained, alphas)
+      trained = interpolate(initial_encoder, trained, choice["chosen_alpha"])
+      report["interpolation"] = choice
+      _say(f"interpolated (1-a)*theta0 + a*theta with a = {choice['chosen_alpha']} ({choice['criterion']})")
+    final = encoder.replace_params({"encoder": trained,
+                                    "mlm_head": _host_tree(state.params["mlm_head"])})
     final.save_pretrained(workdir / "model")
+    select.write_json(workdir / "export.json", report)
   mngr.close()
   return {"workdir": str(workdir), "steps": total, "start": start, "final": last}
+
+
+def _host_tree(tree) -> Any:
+  """A replicated device pytree as host numpy arrays (each host holds a full copy)."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x),
+                      tree)
 
 
 def _say(msg: str) -> None:

@@ -1,0 +1,135 @@
+"""Unsupervised SimCSE (Gao et al. 2021): a document and itself under another dropout mask are a positive pair.
+
+DeCLUTR needs 2 * A * max_span tokens per document and skips (or shrinks) the rest; a dropout positive
+needs one token, so every document trains, short reports included. Each row is a window of one document
+(at most max_length tokens with [CLS]/[SEP]; `window="random"` takes a fresh seeded window every epoch, so
+long notes are seen whole over epochs; `"start"` always the beginning). The batch goes through the encoder
+twice in one pass (2B rows: the hash dropout gives every row its own mask); NT-Xent (tau 0.05) runs over the
+GLOBAL batch. Rows whose token ids are identical (the same text after the tokenizer's normalisation) are left
+out of each other's denominators (`dup_B`), so a duplicated note is never a false negative.
+
+`python train.py --config configs/simcse.py --workdir DIR`; the recommended recipe (configs/adapt.py) uses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import partial
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxemb.data.batching import (DEFAULT_EXCLUDE_SPLITS, _Batches, _pad_rows, _rng, bucket_length,
+                                  epoch_batches)
+from jaxemb.models.encoder import encode, mean_pool
+from jaxemb.objectives import Objective
+from jaxemb.objectives.losses import nt_xent
+
+WINDOWS = ("random", "start")
+_SALT_WINDOW = 11  # distinct from the data module's salts (1-3): window draws never reuse a mask stream
+
+
+def defaults() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.temperature = 0.05      # SimCSE's tau (= all-MiniLM-L6-v2's own contrastive scale 20)
+  c.window = "random"       # random (a fresh window of each document every epoch) or start
+  c.dedup = True            # identical rows are not each other's negatives
+  return c
+
+
+class SimCSEBatches(_Batches):
+  """Rows = one window of one document: input_ids BxL, attention_mask BxL, dup_B int32 (the global row index of
+  the first row in the batch with the same token ids; equal ids = duplicates). L = the bucket of the longest
+  global row, capped at max_length. Every document with >= 1 token is used (no length requirement)."""
+
+  def __init__(self, prepared, *, batch_size: int, max_length: int = 128, seed: int = 0, window: str = "random",
+               splits: Sequence[str] | None = None, exclude_splits: Sequence[str] = DEFAULT_EXCLUDE_SPLITS,
+               process_index: int = 0, process_count: int = 1):
+    super().__init__(prepared, batch_size=batch_size, seed=seed, mask_prob=0.0, splits=splits,
+                     exclude_splits=exclude_splits, process_index=process_index, process_count=process_count)
+    if window not in WINDOWS:
+      raise ValueError(f"config.simcse.window must be one of {WINDOWS}, got {window!r}")
+    if max_length < 3:
+      raise ValueError(f"config.data.max_length must be >= 3 for SimCSE rows, got {max_length}")
+    self.max_length, self.window = max_length, window
+    lengths = prepared.lengths[self.doc_indices]
+    self.n_empty_skipped = int((lengths == 0).sum())
+    self.doc_indices = self.doc_indices[lengths > 0]
+    self._check_nonempty(len(self.doc_indices), "documents")
+
+  def drop_counts(self) -> dict[str, int]:
+    return {"empty_skipped": self.n_empty_skipped}
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return len(self.doc_indices) // self.batch_size
+
+  def plan(self, step: int) -> np.ndarray:
+    """Document indices of global batch `step`, int64 [B] (a seeded shuffle per epoch)."""
+    epoch, b = divmod(step, self.steps_per_epoch)
+    if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+      order = epoch_batches(self.doc_indices, self.prepared.lengths, batch_size=self.batch_size, seed=self.seed,
+                            epoch=epoch, window_batches=1)
+      self._epoch_cache = (epoch, order)
+    return self._epoch_cache[1][b]
+
+  def _starts(self, docs_B: np.ndarray, epoch: int) -> np.ndarray:
+    room = self.max_length - 2
+    spare_B = np.maximum(self.prepared.lengths[docs_B] - room, 0)
+    if self.window == "start":
+      return np.zeros(len(docs_B), np.int64)
+    u_B = np.array([_rng(self.seed, epoch, int(d), _SALT_WINDOW).random() for d in docs_B])
+    return np.floor(u_B * (spare_B + 1)).astype(np.int64)
+
+  def batch(self, step: int) -> dict[str, np.ndarray]:
+    epoch = step // self.steps_per_epoch
+    docs_B = self.plan(step)
+    room = self.max_length - 2
+    L = bucket_length(int(np.minimum(self.prepared.lengths[docs_B], room).max()) + 2, self.max_length)
+    starts_B = self._starts(docs_B, epoch)
+    # Duplicate ids over the GLOBAL batch (every host computes the same ones from the token ids).
+    rows = [t[s:s + room] for t, s in zip(self.prepared.tokens_many(docs_B), starts_B)]
+    first: dict[bytes, int] = {}
+    dup_B = np.array([first.setdefault(hashlib.sha1(np.asarray(r, np.int32).tobytes()).digest(), i)
+                      for i, r in enumerate(rows)], np.int32)
+    ids_BxL, mask_BxL = _pad_rows(rows[self.host_rows], L, self.special)
+    return {"input_ids": ids_BxL, "attention_mask": mask_BxL, "dup": dup_B[self.host_rows]}
+
+
+def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False, temperature: float = 0.05,
+            dedup: bool = True, return_pooled: bool = False):
+  """NT-Xent between two dropout views of each row. Returns (loss, metrics[, (view-1 embeddings, ids, mask)])."""
+  ids_BxL, mask_BxL = batch["input_ids"], batch["attention_mask"]
+  b = ids_BxL.shape[0]
+  hidden_2BxLxD = encode(params["encoder"], jnp.concatenate([ids_BxL, ids_BxL]),
+                         jnp.concatenate([mask_BxL, mask_BxL]), config=config, dropout_rng=rng, dtype=dtype,
+                         remat=remat)
+  z_2BxD = mean_pool(hidden_2BxLxD, jnp.concatenate([mask_BxL, mask_BxL]))
+  z1_BxD, z2_BxD = z_2BxD[:b], z_2BxD[b:]
+  loss = nt_xent(z1_BxD, z2_BxD, temperature, groups_N=batch["dup"] if dedup else None)
+  metrics = {"contrastive_loss": loss}
+  if return_pooled:
+    return loss, metrics, (z1_BxD, ids_BxL, mask_BxL)
+  return loss, metrics
+
+
+def _batches(cfg, prepared, common):
+  return SimCSEBatches(prepared, max_length=cfg.data.max_length, window=cfg.simcse.window, **common)
+
+
+def _loss(cfg, config, dtype, remat):
+  s = cfg.simcse
+  return partial(loss_fn, config=config, dtype=dtype, remat=remat, temperature=s.temperature, dedup=s.dedup,
+                 return_pooled=True)
+
+
+def _pad_lengths(cfg) -> dict[str, int]:
+  n = cfg.data.max_length
+  return {"input_ids": n, "attention_mask": n}
+
+
+OBJECTIVE = Objective(name="simcse", defaults=defaults, batches=_batches, loss=_loss, pad_lengths=_pad_lengths,
+                      uses_mlm_head=lambda cfg: False)

@@ -1,0 +1,191 @@
+"""Choices made by code on the validation split: a validation signal during training, and the weight-space
+interpolation (1 - a) * theta0 + a * theta written out at the end (WiSE-FT).
+
+The validation documents are the prepared corpus's `validation` split (never `test`), at most
+`validation.max_docs` of them (a seeded subset), embedded like the evaluator embeds (mean pooling of the first
+`validation.max_length` tokens, no dropout). Scores:
+- `val_uniformity` (Wang & Isola: log E exp(-2 ||x - y||^2) over pairs of l2-normalised embeddings; lower is
+  more uniform) and `val_base_distance` (mean 1 - cos between the embedding and the initial encoder's of the
+  same document): label-free;
+- with `data.label_field`: `val_probe_f1`, the macro-F1 of a logistic regression probe under stratified k-fold
+  cross-validation on the validation documents alone (the evaluator's validation split; its test split is
+  never read), and `val_alignment` (E ||x - y||^2 over same-label pairs).
+With labels, the interpolation weight is the one with the best `val_probe_f1` (ties: the smaller weight, i.e.
+closer to the base); without labels it is `interpolate.default_alpha`, a default measured in the sweep
+(docs/RESULTS.md "Recipes").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxemb.data.batching import _pad_rows
+from jaxemb.models.encoder import pooled_embeddings, rows_per_chunk
+from jaxemb.models.lora import interpolate
+
+_EMBED_BATCH = 16
+
+
+def defaults(c: ml_collections.ConfigDict) -> None:
+  c.validation = ml_collections.ConfigDict()
+  c.validation.every = 0           # steps between validation scores (0 = off); also scored at the end
+  c.validation.max_docs = 256      # seeded subset of the validation split
+  c.validation.max_length = 256    # tokens per document, as the evaluator embeds
+  c.validation.folds = 5           # k of the cross-validated probe (labels only)
+  c.validation.keep_best = False   # with labels: export the step with the best val_probe_f1, not the last
+  c.interpolate = ml_collections.ConfigDict()
+  c.interpolate.alphas = ""        # e.g. "0.25,0.5,0.75,1.0": export (1-a)*theta0 + a*theta; "" = the trained weights
+  c.interpolate.default_alpha = 0.5  # the weight used when the corpus has no label field to choose by
+
+
+@dataclasses.dataclass
+class ValidationSet:
+  """Padded token ids of the validation documents and their labels (-1 = none)."""
+  ids_NxL: np.ndarray
+  mask_NxL: np.ndarray
+  labels_N: np.ndarray
+  n_docs: int
+
+  @classmethod
+  def from_prepared(cls, prepared, *, max_docs: int, max_length: int, seed: int) -> "ValidationSet | None":
+    idx = prepared.indices(["validation"])
+    idx = idx[prepared.lengths[idx] > 0]
+    if len(idx) == 0:
+      return None
+    if len(idx) > max_docs:
+      idx = np.sort(np.random.default_rng(seed).choice(idx, max_docs, replace=False))
+    toks = [t[:max_length - 2] for t in prepared.tokens_many(idx)]
+    n_pad = (-len(toks)) % _EMBED_BATCH  # a fixed batch shape: one compiled program
+    ids, mask = _pad_rows(toks + [toks[0]] * n_pad, max_length, prepared.special)
+    labels = np.asarray(prepared.label_index, np.int64)[idx] if len(prepared.labels) else np.full(len(idx), -1)
+    return cls(ids, mask, labels, len(idx))
+
+  @property
+  def has_labels(self) -> bool:
+    keep = self.labels_N >= 0
+    return keep.sum() >= 4 and len(np.unique(self.labels_N[keep])) >= 2
+
+
+@partial(jax.jit, static_argnames=("config",))
+def _embed_batch(params_encoder, ids_BxL, mask_BxL, *, config):
+  return pooled_embeddings(params_encoder, ids_BxL, mask_BxL, config=config,
+                           chunk_rows=rows_per_chunk(*ids_BxL.shape))
+
+
+def embed(params_encoder, vs: ValidationSet, config) -> np.ndarray:
+  """float32 [n_docs, D] embeddings of the validation documents (no dropout)."""
+  out = [np.asarray(_embed_batch(params_encoder, vs.ids_NxL[i:i + _EMBED_BATCH], vs.mask_NxL[i:i + _EMBED_BATCH],
+                                 config=config)) for i in range(0, len(vs.ids_NxL), _EMBED_BATCH)]
+  return np.concatenate(out)[:vs.n_docs]
+
+
+def _unit(z: np.ndarray) -> np.ndarray:
+  return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+
+
+def uniformity(z_NxD: np.ndarray) -> float:
+  """log mean_{i<j} exp(-2 ||x_i - x_j||^2) over l2-normalised rows (Wang & Isola 2020, t = 2)."""
+  u = _unit(z_NxD.astype(np.float64))
+  sq = np.maximum(2.0 - 2.0 * u @ u.T, 0.0)
+  iu = np.triu_indices(len(u), 1)
+  v = -2.0 * sq[iu]
+  return float(np.log(np.mean(np.exp(v - v.max()))) + v.max())
+
+
+def alignment(z_NxD: np.ndarray, labels_N: np.ndarray) -> float:
+  """mean ||x_i - x_j||^2 over same-label pairs i < j of l2-normalised rows (Wang & Isola 2020, alpha = 2)."""
+  u = _unit(z_NxD.astype(np.float64))
+  sq = np.maximum(2.0 - 2.0 * u @ u.T, 0.0)
+  same = (labels_N[:, None] == labels_N[None, :]) & (labels_N[:, None] >= 0)
+  iu = np.triu_indices(len(u), 1)
+  pairs = same[iu]
+  return float(sq[iu][pairs].mean()) if pairs.any() else float("nan")
+
+
+def cv_probe_f1(z_NxD: np.ndarray, labels_N: np.ndarray, folds: int, seed: int = 0) -> float:
+  """Macro-F1 of a logistic regression probe (standardised features, C = 1) under stratified k-fold
+  cross-validation, over the documents of classes with >= 2 of them."""
+  from sklearn.linear_model import LogisticRegression
+  from sklearn.metrics import f1_score
+  from sklearn.model_selection import StratifiedKFold, cross_val_predict
+  from sklearn.pipeline import make_pipeline
+  from sklearn.preprocessing import StandardScaler
+  keep = labels_N >= 0
+  classes, counts = np.unique(labels_N[keep], return_counts=True)
+  keep &= np.isin(labels_N, classes[counts >= 2])
+  x, y = z_NxD[keep], labels_N[keep]
+  k = int(min(folds, np.bincount(y).max() if len(y) else 0, np.min(np.unique(y, return_counts=True)[1])))
+  if k < 2 or len(np.unique(y)) < 2:
+    return float("nan")
+  model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+  pred = cross_val_predict(model, x, y, cv=StratifiedKFold(k, shuffle=True, random_state=seed))
+  return float(f1_score(y, pred, average="macro"))
+
+
+def scores(z_NxD: np.ndarray, z0_NxD: np.ndarray, vs: ValidationSet, folds: int) -> dict[str, float]:
+  out = {"val_uniformity": uniformity(z_NxD),
+         "val_base_distance": float(np.mean(1.0 - np.sum(_unit(z_NxD) * _unit(z0_NxD), axis=1)))}
+  if vs.has_labels:
+    out["val_probe_f1"] = cv_probe_f1(z_NxD, vs.labels_N, folds)
+    out["val_alignment"] = alignment(z_NxD, vs.labels_N)
+  return out
+
+
+class Validator:
+  """Scores an encoder on the validation set against the initial encoder's embeddings."""
+
+  def __init__(self, cfg: ml_collections.ConfigDict, prepared, config, initial_encoder: Any):
+    self.cfg, self.config = cfg, config
+    self.vs = ValidationSet.from_prepared(prepared, max_docs=int(cfg.validation.max_docs),
+                                          max_length=int(cfg.validation.max_length), seed=cfg.seed)
+    self.initial = initial_encoder
+    self._z0 = None
+
+  @property
+  def available(self) -> bool:
+    return self.vs is not None
+
+  def z0(self) -> np.ndarray:
+    if self._z0 is None:
+      self._z0 = embed(self.initial, self.vs, self.config)
+    return self._z0
+
+  def score(self, params_encoder) -> dict[str, float]:
+    return scores(embed(params_encoder, self.vs, self.config), self.z0(), self.vs, int(self.cfg.validation.folds))
+
+  def choose_alpha(self, trained_encoder, alphas: list[float]) -> dict[str, Any]:
+    """Scores of each interpolation weight and the chosen one (see the module docstring)."""
+    table = []
+    for a in alphas:
+      s = self.score(interpolate(self.initial, trained_encoder, a))
+      table.append({"alpha": a, **s})
+    if self.vs.has_labels:
+      best = max(table, key=lambda r: (np.nan_to_num(r["val_probe_f1"], nan=-1.0), -r["alpha"]))
+      chosen, criterion = best["alpha"], "val_probe_f1"
+    else:
+      chosen, criterion = float(self.cfg.interpolate.default_alpha), "default_alpha (no label field)"
+    return {"chosen_alpha": chosen, "criterion": criterion, "n_validation_docs": self.vs.n_docs, "table": table}
+
+
+def parse_alphas(value: str) -> list[float]:
+  try:
+    alphas = [float(a) for a in str(value).split(",") if a.strip()]
+  except ValueError:
+    raise ValueError(f"config.interpolate.alphas must be comma-separated numbers in [0, 1], got {value!r}") from None
+  if any(not 0.0 <= a <= 1.0 for a in alphas):
+    raise ValueError(f"config.interpolate.alphas must lie in [0, 1], got {value!r}")
+  return alphas
+
+
+def write_json(path: Path, obj: dict) -> None:
+  tmp = path.with_suffix(".json.tmp")
+  tmp.write_text(json.dumps(obj, indent=2) + "\n")
+  tmp.replace(path)
