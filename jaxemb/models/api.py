@@ -19,8 +19,7 @@ from jaxemb.data.batching import inference_batches, pad_sequences
 from jaxemb.models import convert
 from jaxemb.models.config import EncoderConfig
 from jaxemb.models.encoder import init_mlm_head, jitted_embed_fn
-# The model-spec vocabulary lives in jaxemb.resolve; these names stay importable from here.
-from jaxemb.resolve import MINILM_ALIASES, is_workdir, load_tokenizer, packaged_minilm_dir, resolve  # noqa: F401
+from jaxemb.resolve import load_tokenizer, packaged_minilm_dir, resolve
 
 # Small files sentence-transformers reads; copied through on export so the adapted folder loads there unchanged.
 _ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
