@@ -175,4 +175,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.absl_flags_parser("eval.py"))

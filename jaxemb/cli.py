@@ -84,6 +84,28 @@ def report_error(prog: str, e: BaseException, verbose: bool = False) -> int:
   return 2
 
 
+def absl_flags_parser(prog: str) -> Callable[[list[str]], list[str]]:
+  """A `flags_parser` for absl's `app.run` (train.py, eval.py): a bad flag (unknown, missing, unparsable, a
+  `--config` file that fails, a `--config.x` override the config has no field for) is one line
+  `PROG: error: ...` and exit status 2, as argparse does for the other CLIs (absl: a FATAL line, status 1)."""
+
+  def parse(argv: list[str]) -> list[str]:
+    from absl import flags
+    try:
+      return flags.FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, ValueError, TypeError, OSError) as e:
+      msg = str(e).strip()
+      if "Traceback" in msg:  # config_flags wraps the config file's own error in its traceback: keep the error
+        msg = [line for line in msg.splitlines() if line.strip()][-1].strip()
+      if isinstance(e, (AttributeError, KeyError)):  # ml_collections: an override of a field that is not there
+        overrides = [a.split("=", 1)[0] for a in argv if a.startswith("--config.")]
+        msg = f"the config has no field {msg.strip(chr(34) + chr(39))!r} (overrides: {', '.join(overrides)})"
+      print(f"{prog}: error: {' '.join(msg.split())}", file=sys.stderr, flush=True)
+      sys.exit(2)
+
+  return parse
+
+
 def run_main(prog: str, fn: Callable[..., Any], *args: Any, verbose: bool = False, **kwargs: Any) -> int:
   """Runs an entry point: its int result (or 0) is the exit status; an expected failure becomes one stderr
   line `PROG: error: MESSAGE` and status 2. Anything else propagates with its traceback (a bug)."""

@@ -101,3 +101,19 @@ def test_eta_leaves_out_the_first_step():
   d = bar.format_dict
   bar.close()
   assert d["n"] - d["initial"] == 1 and d["elapsed"] < 0.4
+
+
+@pytest.mark.parametrize("args, message", [
+  (["--config", "configs/mlm.py:smoke"], "flag --workdir=None: Flag --workdir must have a value other than None."),
+  (["--config", "configs/mlm.py:smoke", "--workdir", "w", "--config.total_steps=abc"],
+   "flag --config.total_steps=abc: invalid literal for int() with base 10: 'abc'"),
+  (["--config", "configs/mlm.py:smoke", "--workdir", "w", "--config.data.nosuch=1"],
+   "the config has no field 'nosuch' (overrides: --config.data.nosuch)"),
+  (["--config", "configs/mlm.py:bogus", "--workdir", "w"],
+   "ValueError: unknown config argument 'bogus' (expected '' or 'smoke')"),
+  (["--bogus"], "Unknown command line flag 'bogus'"),
+])
+def test_a_bad_absl_flag_is_one_line_and_status_2(args, message, tmp_path):
+  r = subprocess.run([sys.executable, "train.py", *args], capture_output=True, text=True, cwd=REPO, timeout=300,
+                     env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert (r.returncode, r.stderr) == (2, f"train.py: error: {message}\n")
