@@ -1,0 +1,105 @@
+"""The adaptation sweep: train recipe variants on a corpus, then one evaluation of the base against each.
+
+  python scripts/recipes.py --corpus mtsamples --out runs/recipes --variants adapt,simcse_raw --stage all
+  python scripts/recipes.py --corpus fda --out runs/recipes --variants adapt --stage eval
+
+Each variant is a training config plus overrides (VARIANTS below); its exported model (`WORKDIR/model`: the
+trained weights, or their interpolation with the base when the variant interpolates) is what the evaluator
+compares with the base, with the corpus's evaluation settings (scripts/reproduce.py CORPORA: fields, subset,
+max_length). Training minutes are recorded in WORKDIR/wall_seconds.json and copied into the results.
+Per-corpus choices (the interpolation weight) are made by the training run on the validation split; nothing
+here reads the test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from scripts.reproduce import CORPORA, SHARED_DATA  # noqa: E402
+
+# name -> (config file, overrides). "adapt" is the recommended recipe exactly as configs/adapt.py defines it.
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "adapt": ("adapt.py", []),
+    "adapt_no_interp": ("adapt.py", ["--config.interpolate.alphas="]),
+    "adapt_no_distill": ("adapt.py", ["--config.anchor.distill=0.0"]),
+    "adapt_lora": ("adapt.py", ["--config.lora.rank=8", "--config.freeze.layers=0", "--config.optim.lr=3e-4"]),
+    "adapt_l2sp": ("adapt.py", ["--config.anchor.distill=0.0", "--config.anchor.l2sp=0.01"]),
+    "simcse_raw": ("simcse.py", []),
+    "declutr_only": ("declutr.py", ["--config.declutr.use_mlm=False"]),
+    "declutr_interp": ("declutr.py", ["--config.declutr.use_mlm=False", "--config.interpolate.alphas=0.25,0.5,0.75,1.0"]),
+}
+
+
+def data_flags(corpus: str) -> list[str]:
+  if corpus == "quickstart":
+    return []
+  c = CORPORA[corpus]
+  return [f"--config.data.path={SHARED_DATA / c.file}", "--config.data.text_field=text",
+          f"--config.data.metadata_field={c.metadata_field}", f"--config.data.label_field={c.label_field}",
+          "--config.data.group_field=", "--config.data.split_field=split", "--config.data.exclude_splits=test"]
+
+
+def train_variant(corpus: str, name: str, out: Path, extra: list[str]) -> float:
+  cfg, overrides = VARIANTS[name]
+  workdir = out / corpus / name
+  argv = [sys.executable, "train.py", "--config", f"configs/{cfg}", "--workdir", str(workdir),
+          *data_flags(corpus), *overrides, *extra]
+  t0 = time.time()
+  print("+", " ".join(argv[1:]), flush=True)
+  subprocess.run(argv, cwd=REPO, check=True)
+  seconds = time.time() - t0
+  wall = workdir / "wall_seconds.json"
+  previous = json.loads(wall.read_text())["seconds"] if wall.exists() else 0.0
+  wall.write_text(json.dumps({"seconds": previous + seconds}) + "\n")
+  return seconds
+
+
+def eval_variants(corpus: str, names: list[str], out: Path, shots: str, seeds: str, extra: list[str]) -> None:
+  models = ["minilm"] + [str(out / corpus / n / "model") for n in names]
+  argv = [sys.executable, "eval.py", "--config", "configs/eval.py", "--workdir", str(out / corpus / "eval"),
+          f"--config.models={','.join(models)}", f"--config.shots={shots}", f"--config.seeds={seeds}",
+          "--config.modes=probe", "--config.tfidf=True"]
+  if corpus != "quickstart":
+    c = CORPORA[corpus]
+    argv += [f"--config.data.path={SHARED_DATA / c.file}", "--config.data.text_field=text",
+             f"--config.data.label_field={c.label_field}", f"--config.data.metadata_field={c.metadata_field}",
+             "--config.data.group_field=", "--config.data.split_field=split",
+             f"--config.data.max_docs={c.eval_max_docs}", f"--config.max_length={c.eval_max_length}",
+             f"--config.embed_dtype={c.embed_dtype}"]
+  print("+", " ".join(argv[1:]), flush=True)
+  subprocess.run(argv + extra, cwd=REPO, check=True)
+
+
+def main() -> int:
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--corpus", required=True, choices=sorted(CORPORA) + ["quickstart"])
+  ap.add_argument("--out", default="runs/recipes")
+  ap.add_argument("--variants", default="adapt")
+  ap.add_argument("--stage", default="all", choices=("train", "eval", "all"))
+  ap.add_argument("--shots", default="16,all")
+  ap.add_argument("--seeds", default="0,1,2")
+  ap.add_argument("--train-flag", action="append", default=[], help="extra train.py flag (repeatable)")
+  ap.add_argument("--eval-flag", action="append", default=[], help="extra eval.py flag (repeatable)")
+  args = ap.parse_args()
+  names = [n for n in args.variants.split(",") if n]
+  unknown = sorted(set(names) - set(VARIANTS))
+  if unknown:
+    ap.error(f"unknown variant(s) {unknown}; choose from {sorted(VARIANTS)}")
+  out = Path(args.out).absolute()
+  if args.stage in ("train", "all"):
+    for n in names:
+      print(f"{n}: trained in {train_variant(args.corpus, n, out, args.train_flag) / 60:.1f} min", flush=True)
+  if args.stage in ("eval", "all"):
+    eval_variants(args.corpus, names, out, args.shots, args.seeds, args.eval_flag)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

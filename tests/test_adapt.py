@@ -1,0 +1,274 @@
+"""Adaptation levers (train/adapt.py, models/lora.py, train/select.py) and the SimCSE objective, each against a
+closed form, a NumPy recomputation or the identity the lever promises (lambda = 0 is plain training, a = 0 is
+the base bit for bit, merged LoRA is the adapter forward, frozen weights never move)."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from jaxemb import objectives  # noqa: E402
+from jaxemb.models import lora  # noqa: E402
+from jaxemb.models.config import EncoderConfig  # noqa: E402
+from jaxemb.models.encoder import encode, init_params, mean_pool, mlm_logits  # noqa: E402
+from jaxemb.objectives.losses import nt_xent  # noqa: E402
+from jaxemb.train import adapt, select  # noqa: E402
+from jaxemb.train.config import base_config  # noqa: E402
+
+CFG = EncoderConfig(vocab_size=50, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+                    max_position_embeddings=32)
+
+
+@pytest.fixture(scope="module")
+def params():
+  return jax.tree.map(jnp.asarray, init_params(CFG, seed=5))
+
+
+def _batch(b=4, length=8, seed=0):
+  rng = np.random.default_rng(seed)
+  ids = rng.integers(5, CFG.vocab_size, (b, length)).astype(np.int32)
+  mask = np.ones((b, length), np.int32)
+  mask[0, 5:] = 0
+  return jnp.asarray(ids), jnp.asarray(mask)
+
+
+# ------------------------------------------------------------------------------------------------ registry
+def test_registry_lists_every_objective_and_names_the_choices():
+  assert {"mlm", "declutr", "metadata", "simcse"} <= set(objectives.available())
+  assert "losses" not in objectives.available()
+  with pytest.raises(ValueError, match="available: .*simcse"):
+    objectives.get("simcsee")
+  # base_config attaches the objective's own block, declared by its module.
+  assert base_config("simcse").simcse.temperature == 0.05
+  assert base_config("declutr").declutr.mlm_weight == 1.0
+  assert "declutr" not in base_config("simcse")
+
+
+# ------------------------------------------------------------------------------------------------ NT-Xent
+def _np_nt_xent(a, p, tau, groups=None):
+  """Plain loops over rows: log-softmax over the allowed columns of row i, at its target."""
+  z = np.concatenate([a, p]).astype(np.float64)
+  z /= np.linalg.norm(z, axis=1, keepdims=True)
+  n2 = len(z)
+  n = n2 // 2
+  g = None if groups is None else np.concatenate([groups, groups])
+  total = 0.0
+  for i in range(n2):
+    t = (i + n) % n2
+    cols = [j for j in range(n2) if j != i and (j == t or g is None or g[j] != g[i])]
+    s = np.array([z[i] @ z[j] / tau for j in cols])
+    total += np.log(np.exp(s - s.max()).sum()) + s.max() - z[i] @ z[t] / tau
+  return total / n2
+
+
+def test_nt_xent_groups_leave_duplicates_out_of_the_denominator():
+  rng = np.random.default_rng(0)
+  a, p = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
+  groups = np.array([0, 1, 0, 3])  # rows 0 and 2 are the same text
+  got = float(nt_xent(jnp.asarray(a), jnp.asarray(p), 0.1, groups_N=jnp.asarray(groups)))
+  np.testing.assert_allclose(got, _np_nt_xent(a, p, 0.1, groups), rtol=1e-5)
+  # All-distinct groups are the original loss; duplicates lower it (a negative that was a copy is gone).
+  plain = float(nt_xent(jnp.asarray(a), jnp.asarray(p), 0.1))
+  np.testing.assert_allclose(float(nt_xent(jnp.asarray(a), jnp.asarray(p), 0.1, groups_N=jnp.arange(4))), plain,
+                             rtol=1e-6)
+  np.testing.assert_allclose(plain, _np_nt_xent(a, p, 0.1), rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ SimCSE
+def test_simcse_two_views_differ_only_by_dropout(params):
+  from jaxemb.objectives import simcse
+  ids, mask = _batch()
+  batch = {"input_ids": ids, "attention_mask": mask, "dup": jnp.arange(4, dtype=jnp.int32)}
+  loss, metrics, (z1, _, _) = simcse.loss_fn(params, batch, jax.random.PRNGKey(0), config=CFG, dtype=jnp.float32,
+                                             return_pooled=True)
+  # The reference: the encoder run twice with no dropout gives identical views -> NT-Xent of (z, z).
+  z = mean_pool(encode(params["encoder"], ids, mask, config=CFG), mask)
+  np.testing.assert_allclose(float(simcse.nt_xent(z, z, 0.05)), _np_nt_xent(np.asarray(z), np.asarray(z), 0.05),
+                             rtol=1e-5)
+  # With dropout the first view is not the clean embedding (each of the 2B rows has its own mask).
+  assert float(jnp.abs(z1 - z).max()) > 1e-4
+  assert np.isfinite(float(loss)) and float(metrics["contrastive_loss"]) == float(loss)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+  from jaxemb.data.corpus import Fields
+  from jaxemb.data.prepare import prepare
+  from jaxemb.data.synthetic import write_corpus
+  root = tmp_path_factory.mktemp("simcse")
+  path = write_corpus(root / "notes.jsonl.gz", n_notes=80, seed=2)
+  return prepare(path, Fields(text="text", label="specialty", split="split", id="id"), cache_dir=root / "cache")
+
+
+def test_simcse_batches_are_windows_of_every_document(prepared):
+  from jaxemb.objectives.simcse import SimCSEBatches
+  it = SimCSEBatches(prepared, batch_size=8, max_length=32, seed=0)
+  b = it.batch(0)
+  assert b["input_ids"].shape == b["attention_mask"].shape and b["input_ids"].shape[0] == 8
+  assert b["input_ids"].shape[1] <= 32 and (b["input_ids"][:, 0] == prepared.special.cls).all()
+  docs = it.plan(0)
+  for r, d in enumerate(docs):
+    toks = np.asarray(prepared.tokens(int(d)))
+    n = int(b["attention_mask"][r].sum()) - 2
+    row = b["input_ids"][r, 1:1 + n]
+    # The row is a contiguous window of the document's tokens.
+    starts = [s for s in range(len(toks) - n + 1) if np.array_equal(toks[s:s + n], row)]
+    assert starts, r
+  np.testing.assert_array_equal(b["dup"], np.arange(8))  # no duplicates in the synthetic notes
+  # Deterministic per (seed, step): a resumed iterator gives the same batch.
+  it2 = SimCSEBatches(prepared, batch_size=8, max_length=32, seed=0)
+  np.testing.assert_array_equal(it2.batch(0)["input_ids"], b["input_ids"])
+  # Two hosts' rows are the single-host batch split in two, with the same duplicate ids.
+  h0 = SimCSEBatches(prepared, batch_size=8, max_length=32, seed=0, process_index=0, process_count=2).batch(0)
+  h1 = SimCSEBatches(prepared, batch_size=8, max_length=32, seed=0, process_index=1, process_count=2).batch(0)
+  np.testing.assert_array_equal(np.concatenate([h0["input_ids"], h1["input_ids"]]), b["input_ids"])
+
+
+# ------------------------------------------------------------------------------------------------ LoRA
+def test_lora_merged_weight_is_the_adapter_forward():
+  rng = np.random.default_rng(1)
+  w, bias = rng.standard_normal((6, 5)), rng.standard_normal(6)
+  a, b = rng.standard_normal((2, 5)), rng.standard_normal((6, 2))
+  x = rng.standard_normal((3, 5))
+  s = 4.0
+  adapter = x @ w.T + bias + s * (x @ a.T) @ b.T   # the LoRA paper's forward: frozen path + scaled bypass
+  merged = lora.merge({"l": {"weight": jnp.asarray(w)}}, {"l": {"a": jnp.asarray(a), "b": jnp.asarray(b)}}, s)
+  np.testing.assert_allclose(x @ np.asarray(merged["l"]["weight"]).T + bias, adapter, rtol=1e-6, atol=1e-9)
+
+
+def test_lora_starts_at_the_base_and_targets_every_dense_layer(params):
+  adapters = lora.init_lora(jax.tree.map(np.asarray, params["encoder"]), rank=3)
+  assert len(adapters) == CFG.num_layers * 6
+  assert adapters["layer_1/attention/query"]["a"].shape == (3, 16)
+  assert adapters["layer_1/intermediate/dense"]["b"].shape == (32, 3)
+  merged = lora.merge(params["encoder"], jax.tree.map(jnp.asarray, adapters), 16.0 / 3)
+  for x, y in zip(jax.tree.leaves(merged), jax.tree.leaves(params["encoder"])):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # B = 0: the base, exactly
+  with pytest.raises(ValueError, match="lora.targets"):
+    lora.target_paths(params["encoder"], "attn")
+
+
+def test_interpolation_endpoints_are_exact_and_the_middle_is_the_mean(params):
+  base = jax.tree.map(np.asarray, params["encoder"])
+  tuned = jax.tree.map(lambda x: x + 1.0, base)
+  for got, want in zip(jax.tree.leaves(lora.interpolate(base, tuned, 0.0)), jax.tree.leaves(base)):
+    assert got.tobytes() == np.asarray(want, np.float32).tobytes()  # bit for bit
+  for got, want in zip(jax.tree.leaves(lora.interpolate(base, tuned, 1.0)), jax.tree.leaves(tuned)):
+    assert got.tobytes() == np.asarray(want, np.float32).tobytes()
+  for got, b in zip(jax.tree.leaves(lora.interpolate(base, tuned, 0.25)), jax.tree.leaves(base)):
+    np.testing.assert_allclose(got, b + 0.25, rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ anchors
+def _levers(**kw) -> adapt.Levers:
+  return adapt.Levers(**kw)
+
+
+def test_l2sp_is_half_lambda_squared_distance_with_gradient_toward_theta0(params):
+  anchor = params["encoder"]
+  moved = jax.tree.map(lambda x: x + 0.01, anchor)
+  n = sum(x.size for x in jax.tree.leaves(anchor))
+  lev = _levers(l2sp=0.3)
+  extra, m = lev.penalties({"encoder": moved}, None, anchor, config=CFG, dtype=jnp.float32)
+  np.testing.assert_allclose(float(extra), 0.5 * 0.3 * n * 0.01 ** 2, rtol=1e-4)  # closed form
+  g = jax.grad(lambda p: lev.penalties({"encoder": p}, None, anchor, config=CFG, dtype=jnp.float32)[0])(moved)
+  for leaf in jax.tree.leaves(g):
+    np.testing.assert_allclose(np.asarray(leaf), 0.3 * 0.01, rtol=1e-3)  # lambda * (theta - theta0)
+
+
+def test_distillation_is_zero_at_the_teacher_and_the_normalised_squared_distance_elsewhere(params):
+  ids, mask = _batch()
+  teacher = mean_pool(encode(params["encoder"], ids, mask, config=CFG), mask)
+  lev = _levers(distill=2.0)
+  extra, m = lev.penalties({"encoder": params["encoder"]}, (teacher, ids, mask), params["encoder"], config=CFG,
+                           dtype=jnp.float32)
+  assert abs(float(extra)) < 1e-10
+  student = teacher + jnp.asarray(np.random.default_rng(3).standard_normal(teacher.shape), jnp.float32)
+  extra, m = lev.penalties({"encoder": params["encoder"]}, (student, ids, mask), params["encoder"], config=CFG,
+                           dtype=jnp.float32)
+  s, t = np.asarray(student, np.float64), np.asarray(teacher, np.float64)
+  s /= np.linalg.norm(s, axis=1, keepdims=True)
+  t /= np.linalg.norm(t, axis=1, keepdims=True)
+  np.testing.assert_allclose(float(extra), 2.0 * np.mean(np.sum((s - t) ** 2, axis=1)), rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ freezing
+def _cfg(**levers) -> ml_collections.ConfigDict:
+  c = base_config("simcse")
+  for k, v in levers.items():
+    section, field = k.split("__")
+    c[section][field] = v
+  return c
+
+
+def test_frozen_leaves_get_no_gradient_and_no_update_even_with_weight_decay(params):
+  lev = adapt.Levers.from_config(_cfg(freeze__embeddings=True, freeze__layers=1), CFG.num_layers)
+  p = {"encoder": params["encoder"], "mlm_head": params["mlm_head"]}
+  frozen = lev.frozen(p)
+  assert all(jax.tree.leaves(frozen["encoder"]["embeddings"])) and all(jax.tree.leaves(frozen["encoder"]["layer_0"]))
+  assert not any(jax.tree.leaves(frozen["encoder"]["layer_1"]))
+  ids, mask = _batch()
+
+  def loss(q):
+    e = lev.effective(q, jnp.asarray(0))
+    return jnp.sum(mean_pool(encode(e["encoder"], ids, mask, config=CFG), mask) ** 2)
+  g = jax.grad(loss)(p)
+  assert all(float(jnp.abs(x).max()) == 0.0 for x in jax.tree.leaves(g["encoder"]["layer_0"]))
+  assert any(float(jnp.abs(x).max()) > 0.0 for x in jax.tree.leaves(g["encoder"]["layer_1"]))
+  scale = lev.update_scale(p, jnp.asarray(0))
+  assert all(float(x) == 0.0 for x in jax.tree.leaves(scale["encoder"]["embeddings"]))
+  assert all(float(x) == 1.0 for x in jax.tree.leaves(scale["encoder"]["layer_1"]))
+
+
+def test_head_warmup_freezes_the_encoder_for_its_steps_only(params):
+  lev = adapt.Levers.from_config(_cfg(mlm_head__warmup_steps=3), CFG.num_layers)
+  p = {"encoder": params["encoder"], "mlm_head": params["mlm_head"]}
+  for step, want in ((0, 0.0), (2, 0.0), (3, 1.0)):
+    scale = lev.update_scale(p, jnp.asarray(step))
+    assert {float(x) for x in jax.tree.leaves(scale["encoder"])} == {want}
+    assert {float(x) for x in jax.tree.leaves(scale["mlm_head"])} == {1.0}
+
+
+def test_tied_decoder_reads_the_word_embedding_array(params):
+  """BERT's tie: there is no decoder matrix in the head; logits = transform(h) @ word_embeddings^T + bias, so
+  the MLM gradient reaches the shared embedding array."""
+  assert set(params["mlm_head"]) == {"dense", "LayerNorm", "bias"}
+  h = jnp.ones((2, CFG.hidden_size))
+
+  def total(wte):
+    p = {"encoder": {**params["encoder"], "embeddings": {**params["encoder"]["embeddings"],
+                                                         "word_embeddings": {"embedding": wte}}},
+         "mlm_head": params["mlm_head"]}
+    return jnp.sum(mlm_logits(p, h, config=CFG))
+  g = jax.grad(total)(params["encoder"]["embeddings"]["word_embeddings"]["embedding"])
+  assert float(jnp.abs(g).max()) > 0
+
+
+def test_unigram_bias_is_the_smoothed_log_frequency():
+  from jaxemb.train.loop import unigram_log_frequencies
+
+  class _Prepared:
+    def tokens_many(self, idx):
+      return [np.array([1, 1, 2]), np.array([2, 3])][:len(idx)]
+  got = unigram_log_frequencies(_Prepared(), np.arange(2), vocab_size=5)
+  counts = np.array([0, 2, 2, 1, 0]) + 1.0  # add-one smoothing, by hand
+  np.testing.assert_allclose(got, np.log(counts / counts.sum()), rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ validation
+def test_uniformity_alignment_and_probe_on_hand_made_points():
+  x = np.array([[1.0, 0.0], [0.0, 1.0]])
+  # Two orthogonal unit vectors: ||x - y||^2 = 2, uniformity = log exp(-2 * 2) = -4.
+  assert abs(select.uniformity(x) - (-4.0)) < 1e-12
+  assert abs(select.alignment(x, np.array([0, 0])) - 2.0) < 1e-12
+  rng = np.random.default_rng(0)
+  z = np.concatenate([rng.normal(5, 0.1, (10, 3)), rng.normal(-5, 0.1, (10, 3))])
+  assert select.cv_probe_f1(z, np.array([0] * 10 + [1] * 10), folds=5) == 1.0  # separable classes
+  assert np.isnan(select.cv_probe_f1(z, np.zeros(20, int), folds=5))  # one class: nothing to score
+  with pytest.raises(ValueError, match="interpolate.alphas"):
+    select.parse_alphas("0.5,2")
