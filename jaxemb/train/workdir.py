@@ -51,6 +51,11 @@ class WorkdirLock:
       try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
       except OSError as e:
+        if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):  # a filesystem without locks
+          _say(f"warning: {self.path.parent} cannot be locked on this filesystem ({e.strerror}): nothing stops a "
+               "second run on it")
+          self.fd = fd
+          return self
         if e.errno not in (errno.EAGAIN, errno.EACCES):
           os.close(fd)
           raise
