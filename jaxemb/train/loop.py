@@ -24,6 +24,7 @@ from jaxemb.models.api import Encoder
 from jaxemb import objectives
 from jaxemb.models.lora import interpolate
 from jaxemb.train import adapt, select
+from jaxemb.train.card import write_model_card
 from jaxemb.resolve import checkpoint_steps
 from jaxemb.train import checkpoint as ckpt
 from jaxemb.train.workdir import WorkdirLock, truncate_metrics
@@ -379,6 +380,10 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
                                     "mlm_head": _host_tree(state.params["mlm_head"])})
     final.save_pretrained(workdir / "model")
     select.write_json(workdir / "export.json", report)
+    spec_path = workdir / "data_spec.json"
+    write_model_card(workdir / "model", cfg=cfg, base_name=str(cfg.model.init),
+                     data_spec=json.loads(spec_path.read_text()) if spec_path.exists() else None, export=report,
+                     steps=total)
   mngr.close()
   return {"workdir": str(workdir), "steps": total, "start": start, "final": last}
 

@@ -1,0 +1,84 @@
+"""The model card (README.md) of an exported, adapted model folder: what it was adapted from, on what, how,
+and — once `eval.py` has compared it with its base — the verdict. Replaces the base model's card, which
+`Encoder.save_pretrained` copies through with the other sentence-transformers files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+_VERDICT_START = "<!-- jaxemb:verdict -->"
+_VERDICT_END = "<!-- /jaxemb:verdict -->"
+
+
+def _levers(cfg: ml_collections.ConfigDict) -> list[str]:
+  out = []
+  if cfg.freeze.embeddings or int(cfg.freeze.layers):
+    out.append(f"frozen: {'embeddings, ' if cfg.freeze.embeddings else ''}lowest {int(cfg.freeze.layers)} layers")
+  if int(cfg.lora.rank):
+    out.append(f"LoRA rank {int(cfg.lora.rank)}, alpha {cfg.lora.alpha} on {cfg.lora.targets} (merged)")
+  if float(cfg.anchor.l2sp):
+    out.append(f"L2-SP lambda {cfg.anchor.l2sp}")
+  if float(cfg.anchor.distill):
+    out.append(f"embedding self-distillation weight {cfg.anchor.distill}")
+  if int(cfg.mlm_head.warmup_steps):
+    out.append(f"MLM head warm-up {int(cfg.mlm_head.warmup_steps)} steps")
+  if cfg.mlm_head.bias_init != "zeros":
+    out.append(f"MLM decoder bias: {cfg.mlm_head.bias_init}")
+  return out
+
+
+def write_model_card(model_dir: Path, *, cfg: ml_collections.ConfigDict, base_name: str, data_spec: dict | None,
+                     export: dict[str, Any], steps: int) -> Path:
+  """Writes model_dir/README.md (atomically)."""
+  corpus = (data_spec or {}).get("corpus", {})
+  lines = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
+           "tags: [jaxemb, domain-adaptation, healthcare]", "---", "",
+           f"# Adapted from {base_name}", "",
+           "A BERT-family sentence encoder adapted with [jaxemb](https://github.com/) by continued training on "
+           "unlabelled text. Embeddings are the masked mean of the last hidden layer (as the base).", "",
+           "| | |", "|---|---|",
+           f"| base model | `{base_name}` |",
+           f"| corpus | `{corpus.get('path', cfg.data.path or 'quick-start corpus')}` |",
+           f"| corpus sha256 | `{corpus.get('sha256', 'n/a')}` |",
+           f"| splits seen in training | all but `{cfg.data.exclude_splits}` |",
+           f"| objective | `{cfg.objective}` |",
+           f"| steps x batch | {steps} x {cfg.batch_size} (lr {cfg.optim.lr}, max_length {cfg.data.max_length}) |"]
+  for lever in _levers(cfg):
+    lines.append(f"| lever | {lever} |")
+  interp = export.get("interpolation")
+  if interp:
+    lines.append(f"| weights | (1 - a) * base + a * trained, a = {interp['chosen_alpha']} ({interp['criterion']}, "
+                 f"{interp['n_validation_docs']} validation documents) |")
+  if "best_step" in export:
+    lines.append(f"| kept step | {export['best_step']} of {export['last_step']} (best validation probe) |")
+  lines += ["", "## Evaluation", "", _VERDICT_START,
+            "Not evaluated yet: `python eval.py --config configs/eval.py --config.models=BASE,THIS_FOLDER ...` "
+            "compares it with its base and writes the verdict here.", _VERDICT_END, "",
+            "Load it with `jaxemb.Encoder.from_pretrained(folder)` or `sentence_transformers.SentenceTransformer"
+            "(folder)`.", ""]
+  path = Path(model_dir) / "README.md"
+  tmp = path.with_suffix(".md.tmp")
+  tmp.write_text("\n".join(lines))
+  tmp.replace(path)
+  (Path(model_dir) / "jaxemb_export.json").write_text(json.dumps({"base": base_name, **export}, indent=2) + "\n")
+  return path
+
+
+def write_verdict(model_dir: Path, markdown: str) -> bool:
+  """Replaces the card's evaluation section with `markdown` (a verdict table); False when the folder has no
+  jaxemb card (a base model: its card is not ours to edit)."""
+  path = Path(model_dir) / "README.md"
+  if not path.exists() or _VERDICT_START not in path.read_text():
+    return False
+  text = path.read_text()
+  head, rest = text.split(_VERDICT_START, 1)
+  _, tail = rest.split(_VERDICT_END, 1)
+  tmp = path.with_suffix(".md.tmp")
+  tmp.write_text(f"{head}{_VERDICT_START}\n{markdown.strip()}\n{_VERDICT_END}{tail}")
+  tmp.replace(path)
+  return True
