@@ -31,7 +31,8 @@ def _losses(workdir: Path) -> dict[int, float]:
   out = {}
   for line in (workdir / "metrics.jsonl").read_text().splitlines():
     r = json.loads(line)
-    out[r["step"]] = r["loss"]
+    if "loss" in r:  # row 0 holds the data drop counts, not a step
+      out[r["step"]] = r["loss"]
   return out
 
 
@@ -50,6 +51,8 @@ def test_smoke_config_trains_and_loss_goes_down(objective, tmp_path):
   records = [json.loads(l) for l in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
   for key in ("step", "loss", "lr", "grad_norm", "tokens_per_sec"):
     assert key in records[-1]
+  # Row 0: what the run does not train on, by reason (the quick-start corpus has no bad rows).
+  assert records[0]["step"] == 0 and all(k.startswith("drops/") for k in records[0] if k != "step")
   component = {"mlm": "mlm_loss", "declutr": "contrastive_loss", "metadata": "note_loss"}[objective]
   assert component in records[-1]
   # The workdir is a model the evaluator and Encoder.from_pretrained read.

@@ -30,7 +30,9 @@ def defaults() -> ml_collections.ConfigDict:
   c.temperature = 0.1
   c.use_mlm = True
   c.use_note = True
-  c.sampler = "random"     # random (the original) or balanced (>= 2 docs per sampled category)
+  # random (plain shuffled batches, the original), balanced (>= 2 docs per sampled category) or
+  # length_bucketed (shuffled, then length-sorted windows of batches: less padding, length-matched rows)
+  c.sampler = "random"
   return c
 
 

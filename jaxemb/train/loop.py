@@ -271,11 +271,16 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   # -- model and data.
   encoder = Encoder.from_pretrained(cfg.model.init, head_seed=cfg.model.head_seed)
   corpus_path, prepared, batches = open_corpus(cfg, encoder.tokenizer)
+  from jaxemb.data.spec import drop_counts
   if is_host0:
     _say(f"model {encoder}; corpus {corpus_path}: {prepared}")
     # How the corpus was split and what pre-training drops: the evaluator checks its test split against it.
-    from jaxemb.data.spec import write_data_spec
+    from jaxemb.data.spec import drop_counts, write_data_spec
     write_data_spec(workdir, prepared, cfg.data, batches)
+    _write_config(cfg, workdir)  # after the data-spec check, so a refused resume leaves config.json as it was
+    drops = drop_counts(prepared, batches)
+    if any(drops.values()):
+      _say("documents not trained on: " + ", ".join(f"{k} {v}" for k, v in drops.items() if v))
     if not (workdir / "model" / "config.json").exists():
       encoder.save_pretrained(workdir / "model")  # tokenizer + config for the evaluator; weights = init
 
@@ -314,6 +319,8 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   if is_host0:  # the steps after `start` are trained (and logged) again: each step once in metrics.jsonl
     truncate_metrics(workdir / "metrics.jsonl", start)
   log = MetricsLog(workdir, is_host0)
+  if is_host0 and start == 0:  # row 0: what the run does not train on, by reason (kept by a resume)
+    log.write(0, {f"drops/{k}": float(v) for k, v in drop_counts(prepared, batches).items()})
   total = int(cfg.total_steps) * accumulate
   bar = _progress(is_host0, start, total)
   meta = {"objective": cfg.objective, "model_init": str(cfg.model.init), "corpus": str(corpus_path)}
@@ -444,7 +451,8 @@ def _restart_eta(bar) -> None:
 
 
 def _check_workdir(cfg, workdir: Path, is_host0: bool) -> None:
-  """Rerunning the same command resumes; a workdir of a different run is refused rather than mixed."""
+  """Rerunning the same command resumes; a workdir of a different run is refused rather than mixed (the
+  config is written by _write_config once the corpus's data spec has been checked too)."""
   path = workdir / "config.json"
   current = json.loads(cfg.to_json_best_effort())
   if path.exists():
@@ -456,7 +464,10 @@ def _check_workdir(cfg, workdir: Path, is_host0: bool) -> None:
     if previous.get("model", {}).get("init") != current["model"]["init"]:
       raise WorkdirMismatchError(f"{workdir} was initialised from {previous['model']['init']!r}, this config "
                                  f"from {current['model']['init']!r}. Use another --workdir.")
-  if is_host0:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+
+
+def _write_config(cfg, workdir: Path) -> None:
+  path = workdir / "config.json"
+  tmp = path.with_suffix(".json.tmp")
+  tmp.write_text(json.dumps(json.loads(cfg.to_json_best_effort()), indent=2, sort_keys=True) + "\n")
+  tmp.replace(path)
