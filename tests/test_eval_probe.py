@@ -5,7 +5,7 @@ import pytest
 
 from jaxemb.eval.fewshot import sample_few_shot
 from jaxemb.eval.metrics import macro_f1
-from jaxemb.eval.probe import (ProbeSettings, class_weights, macro_f1_jnp, train_probe,
+from jaxemb.eval.probe import (ProbeSettings, class_weights, train_probe,
                               weighted_cross_entropy)
 
 SETTINGS = ProbeSettings(lr=3e-3, max_steps=150, eval_every=10, patience=4, batch_size=64)
@@ -58,10 +58,18 @@ def test_seeds_are_independent_runs_and_reproducible():
   assert not np.allclose(a.probs_RxExC[0], a.probs_RxExC[1])
 
 
-def test_jit_macro_f1_matches_numpy():
+def test_jit_macro_f1_matches_sklearn():
+  """The early-stopping score inside jit is metrics.macro_f1 with xp=jax.numpy: scikit-learn's macro-F1 over
+  the classes present in y or pred (class 5 is only predicted, so it counts with F1 0)."""
+  import jax
+  import jax.numpy as jnp
+  from sklearn.metrics import f1_score
   rng = np.random.default_rng(0)
   y, p = rng.integers(0, 5, 50), rng.integers(0, 6, 50)
-  assert float(macro_f1_jnp(y, p, 6)) == pytest.approx(macro_f1(y, p, 6), abs=1e-6)
+  jitted = jax.jit(lambda y, p: macro_f1(y, p, 7, xp=jnp))  # class 6: absent from both, not averaged
+  expect = f1_score(y, p, average="macro", zero_division=0)
+  assert float(jitted(y, p)) == pytest.approx(expect, abs=1e-6)
+  assert macro_f1(y, p, 7) == pytest.approx(expect, abs=1e-12)
 
 
 def test_balanced_class_weights_match_sklearn():

@@ -32,6 +32,8 @@ from jaxemb.eval.metrics import macro_f1
 from jaxemb.models.config import EncoderConfig
 from jaxemb.models.encoder import dropout as encoder_dropout
 from jaxemb.models.encoder import encode, mean_pool
+from jaxemb.train import early_stopping
+from jaxemb.train.optim import adamw, warmup_linear_decay
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,26 +77,17 @@ def _pad_batch(token_ids: Sequence[Sequence[int]], rows: np.ndarray, n_rows: int
   return pad_sequences([token_ids[i] for i in rows], n_rows, length, pad_id)
 
 
-def lr_factor(step: int, total_steps: int, warmup_frac: float) -> float:
-  """Linear warmup to 1 then linear decay to 0 (the multiplier of the peak learning rates) at `step`."""
-  warmup = max(1, int(warmup_frac * total_steps))
-  if step < warmup:
-    return (step + 1) / warmup
-  return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-
 @functools.lru_cache(maxsize=8)
 def _compiled(config: EncoderConfig, settings: FinetuneSettings, num_classes: int):
   """(optimizer, jitted train step, jitted logits fn) for one configuration.
 
-  The schedule is applied as a traced multiplier of the updates, not inside optax, so runs with different
-  step counts (shot sizes) share the compiled step. Weight decay skips biases and LayerNorm (ndim < 2), as
-  the HF Trainer the original used does.
+  The optimiser is the toolkit's AdamW at learning rate 1 (weight decay skips biases and LayerNorm, as the
+  HF Trainer the original used does); the step scales its updates by each group's peak rate times the
+  schedule's factor, a traced multiplier rather than an optax schedule, so runs with different step counts
+  (shot sizes) share the compiled step.
   """
   del num_classes  # part of the cache key: the head's shape
-  opt = optax.chain(optax.scale_by_adam(),
-                    optax.add_decayed_weights(settings.weight_decay,
-                                              mask=lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)))
+  opt = adamw(1.0, settings.weight_decay)
 
   def logits_fn(trainable, frozen, ids_BxL, mask_BxL, rng):
     params_encoder = {**frozen, **trainable["encoder"]}
@@ -117,7 +110,7 @@ def _compiled(config: EncoderConfig, settings: FinetuneSettings, num_classes: in
   def train_step(trainable, frozen, opt_state, ids_BxL, mask_BxL, y_B, w_B, rng, lr_mult):
     loss, grads = jax.value_and_grad(loss_fn)(trainable, frozen, ids_BxL, mask_BxL, y_B, w_B, rng)
     updates, opt_state = opt.update(grads, opt_state, trainable)
-    lrs = {"encoder": -settings.lr * lr_mult, "head": -settings.head_lr * lr_mult}
+    lrs = {"encoder": settings.lr * lr_mult, "head": settings.head_lr * lr_mult}  # adamw(1.0) negated
     updates = {k: jax.tree.map(lambda u, lr=lrs[k]: lr * u, v) for k, v in updates.items()}
     return optax.apply_updates(trainable, updates), opt_state, loss
 
@@ -161,13 +154,16 @@ def finetune(encoder_params: dict[str, Any], config: EncoderConfig, token_ids: S
   steps_per_epoch = -(-len(train_idx) // settings.batch_size)
   total_steps = steps_per_epoch * settings.max_epochs
   eval_every = settings.eval_every or steps_per_epoch
+  # the multiplier of the peak learning rates; step 0 already learns (warmup_offset=1)
+  lr_factor = warmup_linear_decay(1.0, total_steps, max(1, int(settings.warmup_frac * total_steps)),
+                                  warmup_offset=1)
   opt, train_step, eval_logits = _compiled(config, settings, num_classes)
   opt_state = opt.init(trainable)
   rng = np.random.default_rng(seed)
   key = jax.random.PRNGKey(seed)
   y_N = np.asarray(y_N, np.int32)
 
-  best, best_f1, best_loss, best_step, bad, step = trainable, -1.0, np.inf, 0, 0, 0
+  best, es, step = trainable, early_stopping.init(), 0
   stop = False
   for _ in range(settings.max_epochs):
     order = rng.permutation(train_idx)
@@ -179,7 +175,7 @@ def finetune(encoder_params: dict[str, Any], config: EncoderConfig, token_ids: S
       y_B[:len(rows)], w_B[:len(rows)] = y_N[rows], 1.0
       trainable, opt_state, loss = train_step(trainable, frozen, opt_state, ids_BxL, mask_BxL, y_B, w_B,
                                               jax.random.fold_in(key, step),
-                                              np.float32(lr_factor(step, total_steps, settings.warmup_frac)))
+                                              np.float32(lr_factor(step)))
       step += 1
       if step % eval_every == 0 or step == total_steps:
         probs = _predict(eval_logits, trainable, frozen, token_ids, np.asarray(val_idx), settings, pad_id)
@@ -189,15 +185,13 @@ def finetune(encoder_params: dict[str, Any], config: EncoderConfig, token_ids: S
           log(f"    step {step}/{total_steps} loss {float(loss):.4f} val macro-F1 {f1:.4f}")
         if not np.isfinite(float(loss)):
           raise FloatingPointError(f"fine-tuning loss is {float(loss)} at step {step}")
-        # macro-F1 first, validation loss breaks ties (as in the probe)
-        if f1 > best_f1 or (f1 == best_f1 and val_loss < best_loss):
-          best, best_f1, best_loss, best_step, bad = trainable, f1, val_loss, step, 0
-        else:
-          bad += 1
-          stop = bad >= settings.patience
+        es, improved = early_stopping.update(es, f1, val_loss, step)
+        if improved:
+          best = trainable
+        stop = bool(early_stopping.exhausted(es, settings.patience))
       if stop:
         break
     if stop:
       break
   probs = _predict(eval_logits, best, frozen, token_ids, np.asarray(eval_idx), settings, pad_id)
-  return FinetuneResult(probs, float(best_f1), int(best_step), int(step), best)
+  return FinetuneResult(probs, float(es.best_f1), int(es.best_step), int(step), best)

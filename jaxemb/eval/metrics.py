@@ -31,17 +31,25 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
   return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
 
 
+def f1_per_class(tp_C, true_C, pred_C, xp=np):
+  """F1 = 2 TP / (true + predicted) per class (0 where a class is neither true nor predicted) and which
+  classes are present. xp: numpy, or jax.numpy inside jit (the probe's early stopping)."""
+  den_C = true_C + pred_C
+  return xp.where(den_C > 0, 2 * tp_C / xp.maximum(den_C, 1), 0.0), den_C > 0
+
+
 def per_class_prf(cm_CxC: np.ndarray) -> dict[str, np.ndarray]:
   """Per-class precision, recall, F1 and support (true count), each a length-C array."""
   tp_C = np.diag(cm_CxC).astype(np.float64)
   pred_C = cm_CxC.sum(0).astype(np.float64)
   true_C = cm_CxC.sum(1).astype(np.float64)
+  f1_C, present_C = f1_per_class(tp_C, true_C, pred_C)
   return {
       "precision": _safe_div(tp_C, pred_C),
       "recall": _safe_div(tp_C, true_C),
-      "f1": _safe_div(2 * tp_C, pred_C + true_C),
+      "f1": f1_C,
       "support": true_C,
-      "present": (pred_C + true_C) > 0,
+      "present": present_C,
   }
 
 
@@ -116,10 +124,14 @@ def classification_metrics(y_true_N: np.ndarray, y_pred_N: np.ndarray, scores_Nx
   return out
 
 
-def macro_f1(y_true_N: np.ndarray, y_pred_N: np.ndarray, num_classes: int) -> float:
-  """Macro-F1 alone (early stopping on validation)."""
-  prf = per_class_prf(confusion_matrix(y_true_N, y_pred_N, num_classes))
-  return float(prf["f1"][prf["present"]].mean())
+def macro_f1(y_true_N, y_pred_N, num_classes: int, xp=np):
+  """Macro-F1 alone (early stopping on validation, TF-IDF's choice of C): a float with xp=numpy; with
+  xp=jax.numpy a float32 scalar array, usable inside jit (the probe's early stopping)."""
+  eye_CxC = xp.eye(num_classes, dtype=np.float64 if xp is np else np.float32)  # jax runs 32-bit
+  t_NxC, p_NxC = eye_CxC[y_true_N], eye_CxC[y_pred_N]  # one-hot rows
+  f1_C, present_C = f1_per_class((t_NxC * p_NxC).sum(0), t_NxC.sum(0), p_NxC.sum(0), xp)
+  f1 = (f1_C * present_C).sum() / xp.maximum(present_C.sum(), 1)
+  return float(f1) if xp is np else f1
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -33,6 +33,8 @@ import numpy as np
 import optax
 
 from jaxemb.eval.heads import apply_head, init_head
+from jaxemb.eval.metrics import macro_f1
+from jaxemb.train import early_stopping
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,17 +54,6 @@ class ProbeResult:
   best_val_f1_R: np.ndarray
   best_step_R: np.ndarray   # step whose parameters were kept
   steps_run_R: np.ndarray   # steps trained before the run's patience ran out (or max_steps)
-
-
-def macro_f1_jnp(y_V: jax.Array, pred_V: jax.Array, num_classes: int) -> jax.Array:
-  """Macro-F1 over classes present in y or pred (same definition as metrics.macro_f1), jit-friendly."""
-  t_VxC = jax.nn.one_hot(y_V, num_classes)
-  p_VxC = jax.nn.one_hot(pred_V, num_classes)
-  tp_C = (t_VxC * p_VxC).sum(0)
-  denom_C = t_VxC.sum(0) + p_VxC.sum(0)
-  present_C = denom_C > 0
-  f1_C = jnp.where(present_C, 2 * tp_C / jnp.maximum(denom_C, 1), 0.0)
-  return f1_C.sum() / jnp.maximum(present_C.sum(), 1)
 
 
 def _mix32(x: jax.Array) -> jax.Array:
@@ -155,30 +146,25 @@ def _fit_runs(x_NxD, y_N, idx_RxT, n_R, val_idx_V, eval_idx_E, seeds_R, params0_
       return (optax.apply_updates(params, updates), opt_state), None
 
     def chunk(state):
-      params, opt_state, step, best, best_f1, best_loss, best_step, bad = state
+      params, opt_state, step, best, es = state
       steps = step + jnp.arange(settings.eval_every, dtype=jnp.int32)
       (params, opt_state), _ = jax.lax.scan(train_step, (params, opt_state), steps)
       step = step + settings.eval_every
       logits_VxC = apply_head(head_kind, params, xval_VxD)
-      f1 = macro_f1_jnp(yval_V, logits_VxC.argmax(-1), num_classes)
+      f1 = macro_f1(yval_V, logits_VxC.argmax(-1), num_classes, xp=jnp)
       loss = optax.softmax_cross_entropy_with_integer_labels(logits_VxC, yval_V).mean()
-      # macro-F1 first; validation loss breaks ties: a small validation set saturates F1 long before the
-      # head's margins are good, and "first step with the best F1" would then keep a barely trained head
-      improved = (f1 > best_f1) | ((f1 == best_f1) & (loss < best_loss))
+      es, improved = early_stopping.update(es, f1, loss, step, xp=jnp)
       best = jax.tree.map(lambda new, old: jnp.where(improved, new, old), params, best)
-      return (params, opt_state, step, best, jnp.where(improved, f1, best_f1),
-              jnp.where(improved, loss, best_loss), jnp.where(improved, step, best_step),
-              jnp.where(improved, 0, bad + 1))
+      return params, opt_state, step, best, es
 
     def keep_going(state):
-      step, bad = state[2], state[7]
-      return (step < settings.max_steps) & (bad < settings.patience)
+      step, es = state[2], state[4]
+      return (step < settings.max_steps) & ~early_stopping.exhausted(es, settings.patience)
 
-    state = (params, opt.init(params), jnp.int32(0), params, jnp.float32(-1.0), jnp.float32(jnp.inf),
-             jnp.int32(0), jnp.int32(0))
-    _, _, steps_run, best, best_f1, _, best_step, _ = jax.lax.while_loop(keep_going, chunk, state)
+    state = (params, opt.init(params), jnp.int32(0), params, early_stopping.init(xp=jnp))
+    _, _, steps_run, best, es = jax.lax.while_loop(keep_going, chunk, state)
     probs_ExC = jax.nn.softmax(apply_head(head_kind, best, norm(x_NxD[eval_idx_E])), -1)
-    return probs_ExC, best_f1, best_step, steps_run
+    return probs_ExC, es.best_f1, es.best_step, steps_run
 
   return jax.vmap(fit_one)(idx_RxT, n_R, seeds_R, params0_R, class_w_RxC)
 
