@@ -100,7 +100,7 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   dataset = {**data.info, "notes": data.notes}
   config = cfg.to_dict()
   ctx = evaluators.Context(cfg=cfg, plan=plan, data=data, out=out, log=log)
-  store = ResultsStore(out, resume_key(config, report._json_safe(dataset), texts_digest(data.texts)), log)
+  store = ResultsStore(out, resume_key(config, report.json_safe(dataset), texts_digest(data.texts)), log)
 
   # ---- every unit: (model, evaluator unit), the models' in config order, then the model-free ones ----------
   jobs = [(spec, ev, unit) for spec in plan.models for ev in evals if ev.per_model for unit in ev.units()]

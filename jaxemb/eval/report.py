@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,12 +38,12 @@ def _shots_key(shots: Any) -> float:
   return math.inf if shots == "all" else float(shots)
 
 
-def _json_safe(x: Any) -> Any:
+def json_safe(x: Any) -> Any:
   """NaN/Inf -> None (strict JSON), numpy scalars -> Python."""
   if isinstance(x, dict):
-    return {str(k): _json_safe(v) for k, v in x.items()}
+    return {str(k): json_safe(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
-    return [_json_safe(v) for v in x]
+    return [json_safe(v) for v in x]
   if isinstance(x, np.generic):
     x = x.item()
   if isinstance(x, float) and not math.isfinite(x):
@@ -125,9 +126,12 @@ def verdict_md(verdict: Sequence[dict]) -> list[str]:
 
 
 def write_json(path: Path, doc: dict) -> None:
-  """results.json, atomically (a temporary file, then os.replace)."""
-  from jaxemb.eval.resume import write_json_atomic
-  write_json_atomic(path, _json_safe(doc))
+  """results.json as strict JSON, atomically: a temporary file beside it, then os.replace, so a reader (or
+  a rerun after a crash) sees the previous file or the new one, whole."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+  tmp.write_text(json.dumps(json_safe(doc), indent=1))
+  os.replace(tmp, path)
 
 
 def write_outputs(out_dir: Path, *, dataset: dict, runs: list[dict], geometry: list[dict], config: dict,

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from jaxemb.eval.fewshot import Shots
+from jaxemb.eval.report import json_safe, model_slug
 
 # Config fields that choose what runs or where caches go, not what a unit computes: changing them keeps the
 # finished units (adding a model to config.models evaluates only that model).
@@ -43,19 +44,10 @@ def fingerprint_sha(fingerprint: Any) -> str:
   return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def write_json_atomic(path: Path, doc: Any) -> None:
-  """JSON to a temporary file beside `path`, then os.replace: readers see the old or the new file, whole."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-  tmp.write_text(json.dumps(doc, indent=1))
-  os.replace(tmp, path)
-
-
 def _json_round_trip(x: Any) -> Any:
   """What a row looks like once read back from results.json (NaN -> None, numpy -> Python, tuples ->
   lists): fresh and resumed rows are then the same objects."""
-  from jaxemb.eval.report import _json_safe
-  return json.loads(json.dumps(_json_safe(x)))
+  return json.loads(json.dumps(json_safe(x)))
 
 
 class ResultsStore:
@@ -75,7 +67,6 @@ class ResultsStore:
 
   # ---- reading back ------------------------------------------------------------------------------------
   def _pred_path(self, model: str, unit: str) -> Path:
-    from jaxemb.eval.report import model_slug
     return self.pred_dir / f"{model_slug(model)}.{unit}.npz"
 
   def _load(self) -> None:

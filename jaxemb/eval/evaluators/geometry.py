@@ -20,8 +20,8 @@ class GeometryEvaluator(Evaluator):
   def __init__(self, cfg: Any, plan: Plan):
     super().__init__(cfg, plan)
     g = cfg.geometry
-    self.knn_k, self.seed, self.maps, self.max_points = int(g.knn_k), int(g.kmeans_seed), bool(g.maps), \
-        int(g.max_points)
+    self.knn_k, self.seed = int(g.knn_k), int(g.kmeans_seed)
+    self.maps, self.max_points = bool(g.maps), int(g.max_points)
 
   def units(self) -> list[str]:
     return ["geometry"]
