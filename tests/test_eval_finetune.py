@@ -7,6 +7,14 @@ from jaxemb.eval.finetune import FinetuneSettings, finetune, frozen_subtrees
 
 pytestmark = pytest.mark.slow
 
+# configs/eval.py's fine-tuning values (FinetuneSettings has no defaults), shrunk for the tiny model
+TINY = dict(lr=5e-5, head_lr=1e-3, weight_decay=0.01, warmup_frac=0.1, batch_size=8, eval_batch_size=8, max_epochs=2,
+            eval_every=0, patience=3, freeze_layers=0, neftune_alpha=0.0, head_dropout=0.1, max_length=16)
+
+
+def _settings(**kw) -> FinetuneSettings:
+  return FinetuneSettings(**{**TINY, **kw})
+
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
@@ -19,7 +27,7 @@ def tiny(tiny_model_dir):
 
 def _run(tiny, **kw):
   enc, ids, y = tiny
-  settings = FinetuneSettings(batch_size=8, eval_batch_size=8, max_epochs=2, max_length=16, **kw)
+  settings = _settings(**kw)
   return finetune(enc.params["encoder"], enc.config, ids, y, np.arange(12), np.arange(12, 18),
                   np.arange(12, 24), num_classes=3, seed=0, settings=settings, pad_id=0)
 
@@ -108,15 +116,13 @@ def test_neftune_evaluation_is_noise_free(tiny, neftune_run):
   from jaxemb.eval.heads import apply_head
   from jaxemb.models.encoder import encode, mean_pool
   enc, ids, y = tiny
-  settings = FinetuneSettings(batch_size=8, eval_batch_size=8, max_epochs=2, max_length=16, freeze_layers=1,
-                              neftune_alpha=15.0)
+  settings = _settings(freeze_layers=1, neftune_alpha=15.0)
   res = neftune_run
   frozen = {k: v for k, v in enc.params["encoder"].items() if k in ("embeddings", "layer_0")}
   eval_rows = np.arange(12, 24)
   # the evaluator of the alpha=15 settings and of alpha=0 give identical, repeatable probabilities
   _, _, eval_noisy = _compiled(enc.config, settings, 3)
-  _, _, eval_plain = _compiled(enc.config, FinetuneSettings(batch_size=8, eval_batch_size=8, max_epochs=2,
-                                                            max_length=16, freeze_layers=1), 3)
+  _, _, eval_plain = _compiled(enc.config, _settings(freeze_layers=1), 3)
   p1 = _predict(eval_noisy, res.params, frozen, ids, eval_rows, settings, 0)
   p2 = _predict(eval_noisy, res.params, frozen, ids, eval_rows, settings, 0)
   p3 = _predict(eval_plain, res.params, frozen, ids, eval_rows, settings, 0)

@@ -8,7 +8,8 @@ from jaxemb.eval.metrics import macro_f1
 from jaxemb.eval.probe import (ProbeSettings, class_weights, train_probe,
                               weighted_cross_entropy)
 
-SETTINGS = ProbeSettings(lr=3e-3, max_steps=150, eval_every=10, patience=4, batch_size=64)
+SETTINGS = ProbeSettings(lr=3e-3, weight_decay=1e-2, dropout=0.1, max_steps=150, eval_every=10, patience=4,
+                         batch_size=64)
 
 
 def _separable(n=240, d=16, c=4, seed=0):
@@ -116,7 +117,8 @@ def test_balanced_weights_equal_repeating_the_rare_class():
   y = np.concatenate([y_train, rng.integers(0, 2, 20)])
   val, ev = np.arange(12, 22), np.arange(12, 32)
   rep = np.array([0, 1, 2] * 3 + list(range(3, 12)))
-  s = ProbeSettings(lr=1e-2, dropout=0.0, max_steps=60, eval_every=10, patience=100, batch_size=64)
+  s = ProbeSettings(lr=1e-2, weight_decay=1e-2, dropout=0.0, max_steps=60, eval_every=10, patience=100,
+                    batch_size=64)
   fit = lambda rows, cw: train_probe(x, y, [rows], [0], val, ev, head_kind="logreg", num_classes=2,
                                      settings=s, class_weight=cw).probs_RxExC
   balanced = fit(np.arange(12), "balanced")

@@ -38,19 +38,21 @@ from jaxemb.train.optim import adamw, warmup_linear_decay
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneSettings:
-  lr: float = 5e-5              # encoder learning rate
-  head_lr: float = 1e-3         # the head starts from random: a larger rate (set = lr for one global rate)
-  weight_decay: float = 0.01
-  warmup_frac: float = 0.1
-  batch_size: int = 16
-  eval_batch_size: int = 64
-  max_epochs: int = 10
-  eval_every: int = 0           # steps between validation evaluations; 0 = once per epoch
-  patience: int = 3             # evaluations without improvement before stopping
-  freeze_layers: int = 0        # N >= 1 freezes the embeddings and layers 0..N-1
-  neftune_alpha: float = 0.0    # 0 = off
-  head_dropout: float = 0.1
-  max_length: int = 256
+  """No defaults here: the values live in configs/eval.py (`config.finetune`, max_length from
+  `config.max_length`), read by evaluators/finetune.py."""
+  lr: float                     # encoder learning rate
+  head_lr: float                # the head starts from random: a larger rate (set = lr for one global rate)
+  weight_decay: float
+  warmup_frac: float
+  batch_size: int
+  eval_batch_size: int
+  max_epochs: int
+  eval_every: int               # steps between validation evaluations; 0 = once per epoch
+  patience: int                 # evaluations without improvement before stopping
+  freeze_layers: int            # N >= 1 freezes the embeddings and layers 0..N-1
+  neftune_alpha: float          # 0 = off
+  head_dropout: float
+  max_length: int
 
 
 @dataclasses.dataclass

@@ -39,13 +39,14 @@ from jaxemb.train import early_stopping
 
 @dataclasses.dataclass(frozen=True)
 class ProbeSettings:
-  lr: float = 1e-3
-  weight_decay: float = 1e-2
-  dropout: float = 0.1
-  max_steps: int = 500
-  eval_every: int = 10      # steps between validation evaluations
-  patience: int = 5         # evaluations without a validation macro-F1 improvement before stopping
-  batch_size: int = 128     # full batch up to this many training rows, sampled rows above
+  """No defaults here: the values live in configs/eval.py (`config.probe`), read by evaluators/probe.py."""
+  lr: float
+  weight_decay: float
+  dropout: float
+  max_steps: int
+  eval_every: int           # steps between validation evaluations
+  patience: int             # evaluations without a validation macro-F1 improvement before stopping
+  batch_size: int           # full batch up to this many training rows, sampled rows above
 
 
 @dataclasses.dataclass
