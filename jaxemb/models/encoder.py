@@ -32,7 +32,7 @@ from jaxemb.models.config import EncoderConfig
 Params = dict[str, Any]
 
 
-def _mix32(h: jax.Array) -> jax.Array:
+def mix32(h: jax.Array) -> jax.Array:
   """murmur3's 32-bit finaliser: a bijection of uint32 in which every input bit flips each output bit with
   probability ~1/2."""
   h = h ^ (h >> 16)
@@ -42,25 +42,37 @@ def _mix32(h: jax.Array) -> jax.Array:
   return h ^ (h >> 16)
 
 
+def hash_bits(shape: tuple[int, ...], seed0: jax.Array, seed1: jax.Array) -> jax.Array:
+  """uint32 words mix(mix(i ^ seed0) + seed1) of each element's flat index i: a pure function of the two
+  uint32 seeds, one fused elementwise pass, the same on every device layout (the index is global)."""
+  size = math.prod(shape)
+  if size >= 2**32:
+    raise ValueError(f"hash over {size} elements: the 32-bit element counter would wrap")
+  counter = jax.lax.iota(jnp.uint32, size).reshape(shape)
+  return mix32(mix32(counter ^ seed0) + seed1)
+
+
+def hash_dropout(x: jax.Array, rate: float, seed0: jax.Array, seed1: jax.Array) -> jax.Array:
+  """Inverted dropout whose keep/drop decisions are `hash_bits` of the uint32 seeds. The threshold has 32-bit
+  resolution; kept values are scaled by 1 / keep_prob. The probe heads call this with seeds hashed from
+  (seed, step), so no jax.random call runs in their vmapped loop."""
+  threshold = min(int(round(rate * 2**32)), 2**32 - 1)
+  keep_prob = 1.0 - threshold / 2**32
+  bits = hash_bits(x.shape, seed0, seed1)
+  return jnp.where(bits >= jnp.uint32(threshold), x / keep_prob, jnp.zeros_like(x))
+
+
 def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
   """Inverted dropout; identity when rng is None or rate == 0.
 
-  The keep/drop decisions are a counter-based hash, mix(mix(i ^ s0) + s1) of each element's flat index i,
-  with the two 32-bit seeds s0, s1 drawn from `rng` (threefry): one fused elementwise pass, 4.6x cheaper on
-  CPU than drawing threefry bits for every element (a 4 x 12 x 512 x 512 attention dropout: 28 vs 126 ms,
-  docs/PERFORMANCE.md), and the same on every device layout (the index is global under SPMD). The threshold
-  has 32-bit resolution; kept values are scaled by 1 / keep_prob.
+  The keep/drop decisions are `hash_dropout`'s counter-based hash, with the two 32-bit seeds drawn from
+  `rng` (threefry): 4.6x cheaper on CPU than drawing threefry bits for every element (a 4 x 12 x 512 x 512
+  attention dropout: 28 vs 126 ms, docs/PERFORMANCE.md).
   """
   if rng is None or rate <= 0.0:
     return x
-  if x.size >= 2**32:
-    raise ValueError(f"dropout over {x.size} elements: the 32-bit element counter would wrap")
   seed = jax.random.bits(rng, (2,), jnp.uint32)
-  counter = jax.lax.iota(jnp.uint32, x.size).reshape(x.shape)
-  bits = _mix32(_mix32(counter ^ seed[0]) + seed[1])
-  threshold = min(int(round(rate * 2**32)), 2**32 - 1)
-  keep_prob = 1.0 - threshold / 2**32
-  return jnp.where(bits >= jnp.uint32(threshold), x / keep_prob, jnp.zeros_like(x))
+  return hash_dropout(x, rate, seed[0], seed[1])
 
 
 class Linear(nn.Module):
