@@ -17,9 +17,9 @@ scikit-learn's option): on an imbalanced "all" pool the rare classes then count 
 Features are centred on the run's own training rows and divided by their RMS: one learning rate then works
 for encoders whose embedding norms differ by 10x. Only the run's training rows enter these statistics.
 
-Dropout masks and row draws come from an integer hash of (seed, step, position) rather than jax.random:
-threefry bits for ~10^5 decisions per run per step cost more than the head's matmuls on CPU, and each
-jax.random call site adds compile time.
+Dropout masks and row draws come from the encoder's integer hash (`models.encoder.hash_bits`) of (seed,
+step, position) rather than jax.random: threefry bits for ~10^5 decisions per run per step cost more than
+the head's matmuls on CPU, and each jax.random call site adds compile time.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ import optax
 
 from jaxemb.eval.heads import apply_head, init_head
 from jaxemb.eval.metrics import macro_f1
+from jaxemb.models.encoder import hash_bits, hash_dropout, mix32
 from jaxemb.train import early_stopping
+from jaxemb.train.optim import adamw
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,27 +57,6 @@ class ProbeResult:
   best_val_f1_R: np.ndarray
   best_step_R: np.ndarray   # step whose parameters were kept
   steps_run_R: np.ndarray   # steps trained before the run's patience ran out (or max_steps)
-
-
-def _mix32(x: jax.Array) -> jax.Array:
-  """lowbias32 integer hash (C. Wellons): a bijection on uint32 with good avalanche."""
-  x = x ^ (x >> 16)
-  x = x * jnp.uint32(0x7FEB352D)
-  x = x ^ (x >> 15)
-  x = x * jnp.uint32(0x846CA68B)
-  return x ^ (x >> 16)
-
-
-def _hash_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-  """uint32 pseudo-random words of `shape`, a pure function of the uint32 `key`."""
-  counter = jax.lax.iota(jnp.uint32, int(np.prod(shape))).reshape(shape)
-  return _mix32(counter * jnp.uint32(0x9E3779B9) + key)
-
-
-def _hash_dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
-  threshold = jnp.uint32(min(int(rate * 2.0**32), 2**32 - 1))
-  keep = _hash_bits(key, x.shape) >= threshold
-  return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
 CLASS_WEIGHTS = ("none", "balanced")
@@ -118,7 +99,7 @@ def _fit_runs(x_NxD, y_N, idx_RxT, n_R, val_idx_V, eval_idx_E, seeds_R, params0_
   d = x_NxD.shape[1]
   t = idx_RxT.shape[1]
   b = min(t, settings.batch_size)
-  opt = optax.adamw(settings.lr, weight_decay=settings.weight_decay)
+  opt = adamw(settings.lr, settings.weight_decay)  # the toolkit's: kernels decay, biases do not
 
   def fit_one(idx_T, n, seed, params, class_w_C):
     real_T = (jnp.arange(t) < n).astype(jnp.float32)
@@ -128,17 +109,18 @@ def _fit_runs(x_NxD, y_N, idx_RxT, n_R, val_idx_V, eval_idx_E, seeds_R, params0_
     norm = lambda x: (x - mu_D) / scale
     xval_VxD, yval_V = norm(x_NxD[val_idx_V]), y_N[val_idx_V]
     full_batch = n <= b
-    seed_key = _mix32(seed.astype(jnp.uint32) ^ jnp.uint32(0x5BD1E995))
+    seed_key = mix32(seed.astype(jnp.uint32) ^ jnp.uint32(0x5BD1E995))
 
     def loss_fn(params, x_BxD, y_B, w_B, step_key):
-      drop = lambda x, site: _hash_dropout(x, settings.dropout, _mix32(step_key + jnp.uint32(site + 1)))
+      drop = lambda x, site: hash_dropout(x, settings.dropout, step_key, jnp.uint32(site + 1))
       logits_BxC = apply_head(head_kind, params, x_BxD, drop if settings.dropout > 0 else None)
       return weighted_cross_entropy(logits_BxC, y_B, w_B, class_w_C)
 
     def train_step(carry, step):
       params, opt_state = carry
-      step_key = _mix32(seed_key ^ _mix32(step.astype(jnp.uint32)))
-      drawn_B = (_hash_bits(_mix32(step_key), (b,)) % n.astype(jnp.uint32)).astype(jnp.int32)
+      step_key = mix32(seed_key ^ mix32(step.astype(jnp.uint32)))
+      # row draws: the stream (step_key, 0); dropout sites use (step_key, site + 1)
+      drawn_B = (hash_bits((b,), step_key, jnp.uint32(0)) % n.astype(jnp.uint32)).astype(jnp.int32)
       pos_B = jnp.where(full_batch, jnp.arange(b), drawn_B)
       w_B = jnp.where(full_batch, real_T[:b], 1.0)
       row_B = idx_T[pos_B]
