@@ -117,7 +117,9 @@ def eval_argv(c: Corpus, data_path: str, out: Path, smoke: bool, base: str, mode
                  f"--config.embed_dtype={c.embed_dtype}",
                  # Fine-tuning every encoder weight costs ~100x a probe on this CPU: one shot size.
                  "--config.finetune.shots=16", "--config.finetune.max_epochs=3",
-                 "--config.finetune.patience=2"]
+                 "--config.finetune.patience=2",
+                 # TF-IDF rows with and without balanced class weights (class sizes differ up to 60x)
+                 "--config.tfidf_class_weight=none,balanced"]
 
 
 def run(argv: list[str], log: Path) -> None:

@@ -16,7 +16,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"   # ../shared beside the
 ROW_NAMES = {"base": "1 base (all-MiniLM-L6-v2)", "mlm": "2 MLM", "declutr": "3 DeCLUTR + MLM",
              "declutr_only": "4 DeCLUTR contrastive-only", "meta_supcon": "5 metadata + SupCon",
              "meta_classify": "6 metadata + classification head", "mlm_declutr": "7 MLM then DeCLUTR (staged)",
-             "tfidf": "TF-IDF + logistic regression"}
+             "tfidf": "TF-IDF + logistic regression",
+             "tfidf_balanced": "TF-IDF + logistic regression, balanced class weights"}
+TFIDF_MODES = ("tfidf", "tfidf_balanced")
 
 
 def _name(model: str, base: str) -> str:
@@ -40,8 +42,8 @@ def corpus_tables(results: dict, base: str) -> tuple[str, str]:
   test = [r for r in results["runs"] if r.get("split") == "test"]
   by = defaultdict(list)
   for r in test:
-    mode = "tfidf" if r["mode"] == "tfidf" else r["mode"]
-    name = "tfidf" if mode == "tfidf" else _name(r["model"], base)
+    mode = r["mode"]
+    name = mode if mode in TFIDF_MODES else _name(r["model"], base)
     by[(name, mode, r["shots"])].append(r)
   shots = sorted({r["shots"] for r in test}, key=_shots_order)
   modes = [m for m in ("probe", "probe_logreg", "finetune") if any(k[1] == m for k in by)]
@@ -51,11 +53,13 @@ def corpus_tables(results: dict, base: str) -> tuple[str, str]:
   header += [f"{m} AUROC@all" for m in auroc_modes]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for name in ROW_NAMES:
-    if name == "tfidf":
+    if name in TFIDF_MODES:  # shown in the probe columns
+      if not any(k[0] == name for k in by):
+        continue
       cells = []
       for m, s in cols:
-        cells.append(_fmt([r["macro_f1"] for r in by.get(("tfidf", "tfidf", s), [])]) if m == "probe" else "–")
-      cells += [_fmt([r["auroc"] for r in by.get(("tfidf", "tfidf", "all"), [])]) if m == "probe" else "–"
+        cells.append(_fmt([r["macro_f1"] for r in by.get((name, name, s), [])]) if m == "probe" else "–")
+      cells += [_fmt([r["auroc"] for r in by.get((name, name, "all"), [])]) if m == "probe" else "–"
                 for m in auroc_modes]
     else:
       if not any(k[0] == name for k in by):
