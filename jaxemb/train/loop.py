@@ -317,7 +317,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
 
   pad_lengths = _pad_lengths(cfg)
   if is_host0:  # the steps after `start` are trained (and logged) again: each step once in metrics.jsonl
-    truncate_metrics(workdir / "metrics.jsonl", start)
+    truncate_metrics(workdir / "metrics.jsonl", start if start else -1)  # a fresh start writes row 0 again
   log = MetricsLog(workdir, is_host0)
   if is_host0 and start == 0:  # row 0: what the run does not train on, by reason (kept by a resume)
     log.write(0, {f"drops/{k}": float(v) for k, v in drop_counts(prepared, batches).items()})
