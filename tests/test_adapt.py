@@ -105,6 +105,28 @@ def prepared(tmp_path_factory):
   return prepare(path, Fields(text="text", label="specialty", split="split", id="id"), cache_dir=root / "cache")
 
 
+def _is_window(toks: np.ndarray, row: np.ndarray) -> bool:
+  n = len(row)
+  return any(np.array_equal(toks[s:s + n], row) for s in range(len(toks) - n + 1))
+
+
+def test_simcse_window_positives_are_independent_crops_of_the_same_document(prepared):
+  from jaxemb.objectives.simcse import SimCSEBatches
+  it = SimCSEBatches(prepared, batch_size=8, max_length=512, seed=0, positive="windows", crop=0.5)
+  b = it.batch(0)
+  assert b["positive_ids"].shape == b["input_ids"].shape
+  for r, d in enumerate(it.plan(0)):
+    toks = np.asarray(prepared.tokens(int(d)))
+    for ids, mask in ((b["input_ids"], b["attention_mask"]), (b["positive_ids"], b["positive_mask"])):
+      n = int(mask[r].sum()) - 2
+      assert np.ceil(0.5 * len(toks)) <= n <= len(toks)  # at least half of a document that fits
+      assert _is_window(toks, ids[r, 1:1 + n])
+  # Independent crops: the two views of a document differ (for some rows at least).
+  assert any(not np.array_equal(b["input_ids"][r], b["positive_ids"][r]) for r in range(8))
+  with pytest.raises(ValueError, match="simcse.crop"):
+    SimCSEBatches(prepared, batch_size=8, max_length=32, positive="windows", crop=0.0)
+
+
 def test_simcse_batches_are_windows_of_every_document(prepared):
   from jaxemb.objectives.simcse import SimCSEBatches
   it = SimCSEBatches(prepared, batch_size=8, max_length=32, seed=0)
@@ -115,10 +137,8 @@ def test_simcse_batches_are_windows_of_every_document(prepared):
   for r, d in enumerate(docs):
     toks = np.asarray(prepared.tokens(int(d)))
     n = int(b["attention_mask"][r].sum()) - 2
-    row = b["input_ids"][r, 1:1 + n]
-    # The row is a contiguous window of the document's tokens.
-    starts = [s for s in range(len(toks) - n + 1) if np.array_equal(toks[s:s + n], row)]
-    assert starts, r
+    assert n == min(len(toks), 30)  # the whole room, or the whole document
+    assert _is_window(toks, b["input_ids"][r, 1:1 + n]), r  # a contiguous window of the document's tokens
   np.testing.assert_array_equal(b["dup"], np.arange(8))  # no duplicates in the synthetic notes
   # Deterministic per (seed, step): a resumed iterator gives the same batch.
   it2 = SimCSEBatches(prepared, batch_size=8, max_length=32, seed=0)
