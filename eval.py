@@ -63,10 +63,30 @@ def check_data_specs(models: list[str], data) -> None:
   from jaxemb.resolve import resolve
   for spec in models:
     model = resolve(spec)
+    recorded = None
     if model.kind == "workdir":
-      note = check_compatible(read_data_spec(model.workdir), data, model=spec)
+      recorded = read_data_spec(model.workdir)
+    elif Path(spec).expanduser().name == "model" and read_data_spec(Path(spec).expanduser().parent) is not None:
+      recorded = read_data_spec(Path(spec).expanduser().parent)  # WORKDIR/model: a training run's export
+    if recorded is not None:
+      note = check_compatible(recorded, data, model=spec)
       if note:
         log(f"data: {note}")
+
+
+def _write_cards(verdict: list[dict[str, Any]], corpus: str) -> None:
+  """The verdict into the model card of each evaluated model exported by jaxemb training (WORKDIR/model);
+  other folders' cards are not ours to edit."""
+  from jaxemb.models.card import write_verdict
+  for model in dict.fromkeys(v["model"] for v in verdict):
+    rows = [v for v in verdict if v["model"] == model]
+    lines = [f"Against `{rows[0]['base']}` on `{corpus}` (test macro-F1, mean over seeds; 95% paired bootstrap "
+             "interval over test documents):", "", "| mode | shots | difference | 95% interval | verdict |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {v['mode']} | {v['shots']} | {v['diff']:+.3f} | [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}] | "
+              f"{v['verdict']} |" for v in rows]
+    if Path(model).expanduser().is_dir() and write_verdict(Path(model).expanduser(), "\n".join(lines)):
+      log(f"eval: verdict written into {Path(model) / 'README.md'}")
 
 
 def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
@@ -145,6 +165,7 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
                          plan.models, num_classes=len(data.class_names), n_boot=cfg.verdict.n_boot,
                          seed=cfg.verdict.seed, level=cfg.verdict.level)
   res = save(complete=True, verdict=verdict)
+  _write_cards(verdict, str(cfg.data.path or "the quick-start corpus"))
   for row in report.summarize(res["runs"]):
     log(f"  {report.model_slug(row['model']):>24} {row['mode']:>12} shots={str(row['shots']):>4}: "
         f"test macro-F1 {row['macro_f1']:.3f} ± {row['macro_f1_std']:.3f}")

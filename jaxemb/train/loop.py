@@ -24,7 +24,7 @@ from jaxemb.models.api import Encoder
 from jaxemb import objectives
 from jaxemb.models.lora import interpolate
 from jaxemb.train import adapt, select
-from jaxemb.train.card import write_model_card
+from jaxemb.models.card import write_model_card
 from jaxemb.resolve import checkpoint_steps
 from jaxemb.train import checkpoint as ckpt
 from jaxemb.train.workdir import WorkdirLock, truncate_metrics
