@@ -115,7 +115,8 @@ class UnitResult:
       excluded = [data.class_names[c] for c in m.pop("auroc_excluded_classes")]
       self.runs.append({"model": model, "mode": mode, "shots": shots, "seed": seed, "split": split, **m,
                         "auroc_excluded_classes": excluded, **extra})
-    self.preds[(shots, seed)] = pred.astype(np.int32)
+      if split == "test":
+        self.preds[(shots, seed)] = pred.astype(np.int32)
 
   def test_f1(self) -> float:
     return float(np.mean([r["macro_f1"] for r in self.runs if r["split"] == "test"] or [np.nan]))
