@@ -22,10 +22,11 @@ def test_weighted_macro_f1_by_hand():
 
 
 def test_resample_weights_count_draws():
-  w = resample_weights(7, 50, seed=3)
-  assert w.shape == (50, 7) and (w.sum(1) == 7).all()
-  draws = np.random.default_rng(3).integers(0, 7, size=(50, 7))
-  np.testing.assert_array_equal(w[4], np.bincount(draws[4], minlength=7))
+  w = resample_weights(7, 600, seed=3)   # 600 resamples: drawn in blocks of compare.BLOCK
+  assert w.shape == (600, 7) and (w.sum(1) == 7).all()
+  draws = np.random.default_rng(3).integers(0, 7, size=(600, 7))   # one draw of every resample
+  for b in (4, 255, 599):
+    np.testing.assert_array_equal(w[b], np.bincount(draws[b], minlength=7))
 
 
 def test_identical_predictions_are_no_different():

@@ -26,13 +26,26 @@ import numpy as np
 VERDICTS = ("better", "no different", "worse")
 
 
+BLOCK = 250   # resamples scored together: bounds memory at BLOCK x T weights (T = 20,000 test docs: 20 MB)
+
+
 def resample_weights(n_docs: int, n_boot: int, seed: int) -> np.ndarray:
-  """float64 [n_boot, n_docs]: how many times each bootstrap resample drew each document (rows sum to n_docs)."""
+  """float32 [n_boot, n_docs]: how many times each bootstrap resample drew each document (rows sum to n_docs).
+
+  Row b is drawn as the b-th row of rng.integers(0, n_docs, size=(n_boot, n_docs)) for
+  rng = default_rng(seed), so a plain loop over those rows draws the same resamples."""
+  return np.concatenate([w for w in _weight_blocks(n_docs, n_boot, seed)])
+
+
+def _weight_blocks(n_docs: int, n_boot: int, seed: int):
+  # Drawing row blocks one after another consumes the generator's stream in the same order as one
+  # (n_boot, n_docs) draw, so the resamples do not depend on BLOCK.
   rng = np.random.default_rng(seed)
-  draws_BxT = rng.integers(0, n_docs, size=(n_boot, n_docs))
-  w_BxT = np.zeros((n_boot, n_docs), np.float64)
-  np.add.at(w_BxT, (np.arange(n_boot)[:, None], draws_BxT), 1.0)
-  return w_BxT
+  for start in range(0, n_boot, BLOCK):
+    b = min(BLOCK, n_boot - start)
+    draws_BxT = rng.integers(0, n_docs, size=(b, n_docs))
+    flat = (np.arange(b)[:, None] * n_docs + draws_BxT).ravel()
+    yield np.bincount(flat, minlength=b * n_docs).reshape(b, n_docs).astype(np.float32)
 
 
 def weighted_macro_f1(w_BxT: np.ndarray, y_T: np.ndarray, pred_T: np.ndarray, num_classes: int) -> np.ndarray:
@@ -40,10 +53,12 @@ def weighted_macro_f1(w_BxT: np.ndarray, y_T: np.ndarray, pred_T: np.ndarray, nu
 
   With a row of ones this is metrics.macro_f1 (2 TP / (2 TP + FP + FN), averaged over classes present in
   labels or predictions)."""
-  eye_CxC = np.eye(num_classes)
+  eye_CxC = np.eye(num_classes, dtype=np.float32)
   true_TxC, pred_TxC = eye_CxC[np.asarray(y_T)], eye_CxC[np.asarray(pred_T)]
-  tp_BxC = w_BxT @ (true_TxC * pred_TxC)
-  denom_BxC = w_BxT @ true_TxC + w_BxT @ pred_TxC   # 2 TP + FP + FN
+  # one matmul for all three counts; float32 sums of integer weights are exact below 2^24 documents
+  counts_Bx2C = (np.asarray(w_BxT, np.float32) @ np.concatenate([true_TxC * pred_TxC, true_TxC + pred_TxC], 1))
+  tp_BxC = counts_Bx2C[:, :num_classes].astype(np.float64)
+  denom_BxC = counts_Bx2C[:, num_classes:].astype(np.float64)   # 2 TP + FP + FN
   present_BxC = denom_BxC > 0
   f1_BxC = np.divide(2 * tp_BxC, denom_BxC, out=np.zeros_like(tp_BxC), where=present_BxC)
   return f1_BxC.sum(1) / np.maximum(present_BxC.sum(1), 1)
@@ -64,16 +79,12 @@ def paired_bootstrap(y_T: np.ndarray, pred_model_SxT: np.ndarray, pred_base_SxT:
   if pred_base_SxT.shape != (n_seeds, n_test) or len(y_T) != n_test or n_seeds == 0 or n_test == 0:
     raise ValueError(f"paired predictions need equal non-empty shapes: model {pred_model_SxT.shape}, "
                      f"base {pred_base_SxT.shape}, labels {np.shape(y_T)}")
-  full_1xT = np.ones((1, n_test))
-  w_BxT = resample_weights(n_test, n_boot, seed)   # the same resamples for every seed and both models
-  diff_S = np.zeros(n_seeds)
-  boot_B = np.zeros(n_boot)
-  for s in range(n_seeds):
-    diff_S[s] = (weighted_macro_f1(full_1xT, y_T, pred_model_SxT[s], num_classes)
-                 - weighted_macro_f1(full_1xT, y_T, pred_base_SxT[s], num_classes))[0]
-    boot_B += (weighted_macro_f1(w_BxT, y_T, pred_model_SxT[s], num_classes)
-               - weighted_macro_f1(w_BxT, y_T, pred_base_SxT[s], num_classes))
-  boot_B /= n_seeds
+  diff_of = lambda w_BxT, s: (weighted_macro_f1(w_BxT, y_T, pred_model_SxT[s], num_classes)
+                              - weighted_macro_f1(w_BxT, y_T, pred_base_SxT[s], num_classes))
+  diff_S = np.array([diff_of(np.ones((1, n_test)), s)[0] for s in range(n_seeds)])
+  # the same resamples for every seed and both models: the pairing by document
+  boot_B = np.concatenate([np.mean([diff_of(w_BxT, s) for s in range(n_seeds)], axis=0)
+                           for w_BxT in _weight_blocks(n_test, n_boot, seed)])
   alpha = (1.0 - level) / 2
   lo, hi = np.quantile(boot_B, [alpha, 1.0 - alpha])
   verdict = "better" if lo > 0 else "worse" if hi < 0 else "no different"

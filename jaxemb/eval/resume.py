@@ -97,7 +97,8 @@ class ResultsStore:
     self.failed = [f for f in doc.get("failed", []) if kept(f, f["mode"])]
     self.timings = {k: v for k, v in doc.get("timings_s", {}).items()}
     if self.units:
-      self.log(f"resume: {len(self.units)} finished unit(s) read back from {self.path}")
+      self.log(f"resume: {len(self.units)} finished unit(s) read back from {self.path} (delete it to start "
+               "over)")
 
   def _read_preds(self, model: str, unit: str) -> dict[tuple[Shots, int], np.ndarray]:
     with np.load(self._pred_path(model, unit), allow_pickle=False) as z:
