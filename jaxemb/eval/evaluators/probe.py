@@ -11,8 +11,6 @@ import dataclasses
 import time
 from typing import Any
 
-import numpy as np
-
 from jaxemb.eval.dataset import EvalError
 from jaxemb.eval.evaluators.base import Context, Evaluator, ModelHandle, Plan, UnitResult, csv_list, settings_from
 
