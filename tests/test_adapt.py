@@ -292,3 +292,40 @@ def test_uniformity_alignment_and_probe_on_hand_made_points():
   assert np.isnan(select.cv_probe_f1(z, np.zeros(20, int), folds=5))  # one class: nothing to score
   with pytest.raises(ValueError, match="interpolate.alphas"):
     select.parse_alphas("0.5,2")
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+@pytest.mark.slow
+def test_adapt_smoke_exports_the_chosen_interpolation_with_its_card(tmp_path):
+  """configs/adapt.py:smoke on the quick-start corpus: WORKDIR/model is (1-a)*theta0 + a*theta for the a chosen
+  on the validation split, loads with Encoder.from_pretrained, and carries the adapted model's card."""
+  import json
+  import sys
+  from conftest import REPO
+  sys.path.insert(0, str(REPO / "tests"))
+  from test_train import _config
+  from jaxemb import Encoder
+  from jaxemb.models.card import write_verdict
+  from jaxemb.train.loop import train
+  cfg = _config("adapt")
+  cfg.total_steps = 4
+  cfg.checkpoint.every = 4
+  cfg.data.max_length = 32
+  cfg.validation.max_docs = 32
+  train(cfg, tmp_path / "w")
+  export = json.loads((tmp_path / "w" / "export.json").read_text())
+  interp = export["interpolation"]
+  assert interp["criterion"] == "val_probe_f1" and [r["alpha"] for r in interp["table"]] == [0.5, 1.0]
+  a = interp["chosen_alpha"]
+  base = Encoder.from_pretrained("minilm").params["encoder"]
+  trained = Encoder.from_pretrained(tmp_path / "w").params["encoder"]  # the checkpoint: trained weights
+  exported = Encoder.from_pretrained(tmp_path / "w" / "model").params["encoder"]
+  moved = 0.0
+  for e, b, t in zip(jax.tree.leaves(exported), jax.tree.leaves(base), jax.tree.leaves(trained)):
+    np.testing.assert_allclose(e, (1 - a) * b + a * t, rtol=0, atol=1e-6)
+    moved = max(moved, float(np.abs(t - b).max()))
+  assert moved > 0  # the trained weights did move
+  card = (tmp_path / "w" / "model" / "README.md").read_text()
+  assert "# Adapted from minilm" in card and f"a = {a}" in card and "simcse" in card
+  assert write_verdict(tmp_path / "w" / "model", "| probe | all | +0.010 | [-0.001, +0.020] | no different |")
+  assert "no different" in (tmp_path / "w" / "model" / "README.md").read_text()
