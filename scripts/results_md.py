@@ -78,6 +78,26 @@ def corpus_tables(results: dict, base: str) -> tuple[str, str]:
   return "\n".join(lines), "\n".join(geo)
 
 
+def verdict_table(results: dict, base: str) -> str:
+  """eval.py's verdict (each model against the base: paired test macro-F1 difference, 95% bootstrap interval
+  over test documents, spread over seeds) as one row per model and mode, one column per shot count."""
+  verdict = results["verdict"]
+  shots = sorted({v["shots"] for v in verdict}, key=_shots_order)
+  cells = {(_name(v["model"], base), v["mode"], v["shots"]): v for v in verdict}
+  rows = list(dict.fromkeys((_name(v["model"], base), v["mode"]) for v in verdict))
+  lines = [f"Verdict against the base (test macro-F1 difference, {round(100 * verdict[0]['level'])}% paired-bootstrap "
+           "interval over test documents, std over seeds):", "",
+           "| model | mode | " + " | ".join(f"Δ F1@{s}" for s in shots) + " |", "|---|---|" + "---|" * len(shots)]
+  for name, mode in rows:
+    out = []
+    for s in shots:
+      v = cells.get((name, mode, s))
+      out.append("–" if v is None else f"{v['diff']:+.3f} [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}] "
+                                       f"±{v['seed_std']:.3f} {v['verdict']}")
+    lines.append(f"| {ROW_NAMES.get(name, name)} | {mode} | " + " | ".join(out) + " |")
+  return "\n".join(lines)
+
+
 def _versions() -> str:
   import importlib.metadata as md
   pkgs = ["jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "transformers", "tokenizers", "scikit-learn",
@@ -123,7 +143,10 @@ def write_results_md(out: Path, md_path: Path, corpora, budget, train_runs, eval
     ds = results.get("dataset", {})
     parts += [f"Dataset: {json.dumps({k: ds[k] for k in ds if k in ('split_sizes', 'num_classes', 'n_docs')})}", "",
               "Macro-F1 on the test split (mean ± std over seeds) and macro one-vs-rest AUROC with all labels:", "",
-              table, "", "Embedding geometry on the test split:", "", geo, ""]
+              table, ""]
+    if results.get("verdict"):
+      parts += [verdict_table(results, "minilm"), ""]
+    parts += ["Embedding geometry on the test split:", "", geo, ""]
     for png in sorted(dst.glob("*.png")):
       parts.append(f"![{png.stem}](results/{name}/{png.name})")
     parts += ["", "Commands:", "", "```"]

@@ -48,5 +48,9 @@ def test_reproduce_smoke_pipeline(tiny_model_dir, tmp_path):
                    reproduce.train_runs, reproduce.eval_argv)
   text = md.read_text()
   assert "## mtsamples" in text and "| 2 MLM |" in text and "| TF-IDF + logistic regression |" in text
+  # each pre-trained model's verdict against the base, per mode and shot count
+  assert "Verdict against the base" in text and "| 2 MLM | probe | " in text
+  # smoke: 6 models x (probe and probe_logreg at shots 4 and all, finetune at 4)
+  assert len(results["verdict"]) == 6 * 5
   assert "python eval.py --config configs/eval.py:smoke --workdir runs/repro/mtsamples/eval" in text
   assert (md.parent / "results" / "mtsamples" / "results.json").exists()
