@@ -91,7 +91,7 @@ def _write_cards(verdict: list[dict[str, Any]], corpus: str) -> None:
 
 def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   """Runs (or resumes) the evaluation described by `cfg` into `workdir`. Raises EvalError on expected
-  failures. Returns {"paths", "runs", "geometry", "verdict", "failed", "dataset", "timings"}."""
+  failures. Returns the results.json document plus "paths" (the written files) and "timings"."""
   from jaxemb.eval import report
   from jaxemb.eval.cache import model_fingerprint, texts_digest
   from jaxemb.eval.compare import verdict_rows
@@ -130,16 +130,15 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   fingerprints = {spec: fingerprint_sha(model_fingerprint(spec)) for spec in plan.models}
 
   def save(complete: bool, verdict=()) -> dict[str, Any]:
-    rows = store.ordered(order)
+    """results.json after a unit (complete=False), every output at the end."""
     timings = {**store.timings, **{f"{s}/{k}": round(v, 3) for s, h in handles.items() for k, v in h.timings.items()}}
-    extra = {"timings_s": timings, "total_seconds": round(time.time() - t_start, 2), "complete": complete,
-             "base": plan.models[0], "resume": {"key": store.key, "units": rows["units"]}}
-    doc = dict(dataset=dataset, runs=rows["runs"], geometry=rows["geometry"], config=config, failed=rows["failed"],
-               maps={(g["model"], g["field"]): g["map"] for g in rows["geometry"] if g.get("map")})
+    doc = {"dataset": dataset, "config": config, **store.ordered(order), "verdict": list(verdict),
+           "base": plan.models[0], "complete": complete, "timings_s": timings,
+           "total_seconds": round(time.time() - t_start, 2)}
     if not complete:
-      report.write_json(store.path, {**{k: v for k, v in doc.items() if k != "maps"}, "verdict": [], **extra})
+      report.write_json(store.path, doc)
       return doc
-    return {**doc, "paths": report.write_outputs(out, verdict=verdict, extra=extra, **doc), "timings": timings}
+    return {**doc, "paths": report.write_outputs(out, doc)}
 
   current = None
   for spec, ev, unit in jobs:
@@ -173,7 +172,7 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
     log(f"  verdict {report.model_slug(v['model'])} {v['mode']} shots={v['shots']}: {v['diff']:+.3f} "
         f"[{v['ci_low']:+.3f}, {v['ci_high']:+.3f}] {v['verdict']}")
   log(f"eval: wrote {', '.join(str(p) for p in res['paths'].values())} in {time.time() - t_start:.1f}s")
-  return {**res, "verdict": verdict, "dataset": dataset}
+  return {**res, "timings": res["timings_s"]}
 
 
 def run_cli(cfg, workdir: str | os.PathLike, run_fn: Callable = run, verbose: bool = False) -> int:

@@ -134,21 +134,19 @@ def write_json(path: Path, doc: dict) -> None:
   os.replace(tmp, path)
 
 
-def write_outputs(out_dir: Path, *, dataset: dict, runs: list[dict], geometry: list[dict], config: dict,
-                  maps: dict[tuple[str, str], str], extra: dict | None = None,
-                  verdict: Sequence[dict] = (), failed: Sequence[dict] = ()) -> dict[str, Path]:
-  """results.json / results.csv / report.md (+ fewshot_macro_f1.png). Returns the written paths.
+def write_outputs(out_dir: Path, doc: dict) -> dict[str, Path]:
+  """results.json (= `doc`) / results.csv / report.md (+ fewshot_macro_f1.png). Returns the written paths.
 
-  verdict: compare.verdict_rows (results.json "verdict", the report's first table); failed: runs that
-  stopped with a reason (results.json "failed", a report section)."""
+  doc: "dataset", "runs", "geometry" (a row's "map" is its 2-D map PNG, relative to out_dir), "config",
+  "verdict" (compare.verdict_rows: the report's first table), "failed" (runs that stopped with a reason: a
+  report section), and anything else results.json should hold."""
   out_dir.mkdir(parents=True, exist_ok=True)
   paths = {"json": out_dir / "results.json", "csv": out_dir / "results.csv", "md": out_dir / "report.md",
            "curves": out_dir / "fewshot_macro_f1.png"}
-  doc = {"dataset": dataset, "runs": runs, "geometry": geometry, "config": config, "verdict": list(verdict),
-         "failed": list(failed)}
-  if extra:
-    doc.update(extra)
   write_json(paths["json"], doc)
+  dataset, runs, geometry = doc["dataset"], doc["runs"], doc["geometry"]
+  verdict, failed = doc.get("verdict", []), doc.get("failed", [])
+  maps = {(g["model"], g["field"]): g["map"] for g in geometry if g.get("map")}
 
   with open(paths["csv"], "w", newline="") as f:
     extra_keys = sorted({k for r in runs for k in r} - set(RUN_KEYS))

@@ -148,15 +148,16 @@ class ResultsStore:
 
   # ---- the document, in the plan's order ----------------------------------------------------------------
   def ordered(self, order: list[tuple[str, str]]) -> dict[str, Any]:
-    """runs / geometry / failed / units of the units in `order` (the plan's order), so a resumed run's
-    results.json lists its rows exactly as an uninterrupted run's does; units not in the plan drop out."""
+    """results.json's runs / geometry / failed / resume (key, finished units) for the units in `order` (the
+    plan's order), so a resumed run's results.json lists its rows exactly as an uninterrupted run's does;
+    units not in the plan drop out."""
     rank = {k: i for i, k in enumerate(order)}
     key_of = lambda r, unit: rank.get((r["model"], unit))
     by = lambda rows, unit_of: sorted([r for r in rows if key_of(r, unit_of(r)) is not None],
                                       key=lambda r: key_of(r, unit_of(r)))   # stable: keeps a unit's order
     return {"runs": by(self.runs, lambda r: r["mode"]), "geometry": by(self.geometry, lambda g: "geometry"),
             "failed": by(self.failed, lambda f: f["mode"]),
-            "units": [self.units[k] for k in order if k in self.units]}
+            "resume": {"key": self.key, "units": [self.units[k] for k in order if k in self.units]}}
 
   def test_predictions(self, order: list[tuple[str, str]]) -> dict[tuple, np.ndarray]:
     """(model, mode, shots, seed) -> predicted class of every test document, for the units in `order`."""
