@@ -62,7 +62,13 @@ def train_variant(corpus: str, name: str, out: Path, extra: list[str]) -> float:
 
 
 def eval_variants(corpus: str, names: list[str], out: Path, shots: str, seeds: str, extra: list[str]) -> None:
-  models = ["minilm"] + [str(out / corpus / n / "model") for n in names]
+  # Each variant's export (WORKDIR/model) and, when it interpolated, its trained weights (WORKDIR: a = 1).
+  models = ["minilm"]
+  for n in names:
+    models.append(str(out / corpus / n / "model"))
+    export = out / corpus / n / "export.json"
+    if export.exists() and "interpolation" in json.loads(export.read_text()):
+      models.append(str(out / corpus / n))
   argv = [sys.executable, "eval.py", "--config", "configs/eval.py", "--workdir", str(out / corpus / "eval"),
           f"--config.models={','.join(models)}", f"--config.shots={shots}", f"--config.seeds={seeds}",
           "--config.modes=probe", "--config.tfidf=True"]
@@ -77,12 +83,54 @@ def eval_variants(corpus: str, names: list[str], out: Path, shots: str, seeds: s
   subprocess.run(argv + extra, cwd=REPO, check=True)
 
 
+def _mean_std(runs: list[dict], model: str, mode: str, shots) -> str:
+  vals = [r["macro_f1"] for r in runs if r["model"] == model and r["mode"] == mode and r["shots"] == shots
+          and r["split"] == "test"]
+  if not vals:
+    return "–"
+  import numpy as np
+  return f"{np.mean(vals):.3f} ± {np.std(vals):.3f}"
+
+
+def report(corpus: str, names: list[str], out: Path) -> str:
+  """Markdown: one row per model (base, TF-IDF, each variant's export), probe macro-F1 per shot size, the
+  verdict against the base, training minutes and the interpolation weight the run chose."""
+  res = json.loads((out / corpus / "eval" / "results.json").read_text())
+  runs, verdict = res["runs"], res.get("verdict", [])
+  shots = list(dict.fromkeys(r["shots"] for r in runs if r["mode"] == "probe"))
+  models = list(dict.fromkeys(r["model"] for r in runs if r["mode"] == "probe"))
+  head = ["model"] + [f"probe F1@{s}" for s in shots] + [f"verdict@{s}" for s in shots] + ["train min", "a"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for m in models:
+    name = "base (all-MiniLM-L6-v2)" if m == models[0] else m.replace(str(out / corpus) + "/", "")
+    workdir = Path(m).parent if Path(m).name == "model" else Path(m)
+    wall = workdir / "wall_seconds.json"
+    export = workdir / "export.json"
+    minutes = f"{json.loads(wall.read_text())['seconds'] / 60:.1f}" if wall.exists() and m != models[0] else "–"
+    alpha = "–"
+    if export.exists() and Path(m).name == "model":
+      interp = json.loads(export.read_text()).get("interpolation")
+      alpha = f"{interp['chosen_alpha']}" if interp else "1 (none)"
+    cells = [_mean_std(runs, m, "probe", s) for s in shots]
+    for s in shots:
+      v = [x for x in verdict if x["model"] == m and x["mode"] == "probe" and x["shots"] == s]
+      cells.append(f"{v[0]['diff']:+.3f} [{v[0]['ci_low']:+.3f}, {v[0]['ci_high']:+.3f}] **{v[0]['verdict']}**"
+                   if v else "–")
+    lines.append("| " + " | ".join([name] + cells + [minutes, alpha]) + " |")
+  for mode in ("tfidf", "tfidf_balanced"):
+    if any(r["mode"] == mode for r in runs):
+      cells = [_mean_std(runs, "tfidf", mode, s) for s in shots]
+      lines.append("| " + " | ".join([f"TF-IDF + logistic regression ({mode})"] + cells
+                                     + ["–"] * len(shots) + ["–", "–"]) + " |")
+  return "\n".join(lines) + "\n"
+
+
 def main() -> int:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--corpus", required=True, choices=sorted(CORPORA) + ["quickstart"])
   ap.add_argument("--out", default="runs/recipes")
   ap.add_argument("--variants", default="adapt")
-  ap.add_argument("--stage", default="all", choices=("train", "eval", "all"))
+  ap.add_argument("--stage", default="all", choices=("train", "eval", "all", "report"))
   ap.add_argument("--shots", default="16,all")
   ap.add_argument("--seeds", default="0,1,2")
   ap.add_argument("--train-flag", action="append", default=[], help="extra train.py flag (repeatable)")
@@ -98,6 +146,8 @@ def main() -> int:
       print(f"{n}: trained in {train_variant(args.corpus, n, out, args.train_flag) / 60:.1f} min", flush=True)
   if args.stage in ("eval", "all"):
     eval_variants(args.corpus, names, out, args.shots, args.seeds, args.eval_flag)
+  if args.stage in ("report", "all"):
+    print(report(args.corpus, names, out))
   return 0
 
 
