@@ -207,6 +207,15 @@ class _Batches:
     raise NotImplementedError
 
   # -- helpers ---------------------------------------------------------------------------------------------
+  def _shuffled_plan(self, step: int) -> np.ndarray:
+    """Document indices of global batch `step` of a plain seeded shuffle per epoch, int64 [B]."""
+    epoch, b = divmod(step, self.steps_per_epoch)
+    if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+      order = epoch_batches(self.doc_indices, self.prepared.lengths, batch_size=self.batch_size, seed=self.seed,
+                            epoch=epoch, window_batches=1)
+      self._epoch_cache = (epoch, order)
+    return self._epoch_cache[1][b]
+
   def _check_nonempty(self, n_units: int, what: str) -> None:
     if n_units < self.batch_size:
       raise ValueError(f"only {n_units} {what} available for a global batch of {self.batch_size} "
@@ -468,12 +477,7 @@ class DeclutrBatches(_Batches):
 
   def plan(self, step: int) -> np.ndarray:
     """Document indices of global batch `step`, int64 [B]."""
-    epoch, b = divmod(step, self.steps_per_epoch)
-    if self._epoch_cache is None or self._epoch_cache[0] != epoch:
-      order = epoch_batches(self.doc_indices, self.prepared.lengths, batch_size=self.batch_size, seed=self.seed,
-                            epoch=epoch, window_batches=1)
-      self._epoch_cache = (epoch, order)
-    return self._epoch_cache[1][b]
+    return self._shuffled_plan(step)
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
     epoch = step // self.steps_per_epoch

@@ -27,8 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxemb.data.batching import (DEFAULT_EXCLUDE_SPLITS, _Batches, _pad_rows, _rng, bucket_length,
-                                  epoch_batches)
+from jaxemb.data.batching import DEFAULT_EXCLUDE_SPLITS, _Batches, _pad_rows, _rng, bucket_length
 from jaxemb.models.encoder import encode, mean_pool
 from jaxemb.objectives import Objective
 from jaxemb.objectives.losses import nt_xent
@@ -79,7 +78,7 @@ class SimCSEBatches(_Batches):
     self._check_nonempty(len(self.doc_indices), "documents")
 
   def drop_counts(self) -> dict[str, int]:
-    return {"empty_skipped": self.n_empty_skipped}
+    return {"simcse/empty_skipped": self.n_empty_skipped}
 
   @property
   def steps_per_epoch(self) -> int:
@@ -87,12 +86,7 @@ class SimCSEBatches(_Batches):
 
   def plan(self, step: int) -> np.ndarray:
     """Document indices of global batch `step`, int64 [B] (a seeded shuffle per epoch)."""
-    epoch, b = divmod(step, self.steps_per_epoch)
-    if self._epoch_cache is None or self._epoch_cache[0] != epoch:
-      order = epoch_batches(self.doc_indices, self.prepared.lengths, batch_size=self.batch_size, seed=self.seed,
-                            epoch=epoch, window_batches=1)
-      self._epoch_cache = (epoch, order)
-    return self._epoch_cache[1][b]
+    return self._shuffled_plan(step)
 
   def _windows(self, docs_B: np.ndarray, epoch: int, view: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(start, length) of each document's window in this epoch: the whole room (max_length - 2 tokens) or the
