@@ -125,6 +125,9 @@ def write_results_md(out: Path, md_path: Path, corpora, budget, train_runs, eval
   discussion = md_path.parent / "results" / "DISCUSSION.md"
   if discussion.exists():
     parts += [discussion.read_text().strip(), ""]
+  recipes = md_path.parent / "results" / "RECIPES.md"  # the adaptation recipe's table (scripts/recipes.py)
+  if recipes.exists():
+    parts += [recipes.read_text().strip(), ""]
   for name, c in corpora.items():
     cdir = out / name
     rj = cdir / "eval" / "results.json"
