@@ -103,11 +103,13 @@ def report(corpus: str, names: list[str], out: Path) -> str:
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for m in models:
     name = "base (all-MiniLM-L6-v2)" if m == models[0] else m.replace(str(out / corpus) + "/", "")
+    if Path(m).name == "model":
+      name += " (export)"
     workdir = Path(m).parent if Path(m).name == "model" else Path(m)
     wall = workdir / "wall_seconds.json"
     export = workdir / "export.json"
     minutes = f"{json.loads(wall.read_text())['seconds'] / 60:.1f}" if wall.exists() and m != models[0] else "–"
-    alpha = "–"
+    alpha = "–" if m == models[0] else "1 (trained weights)"
     if export.exists() and Path(m).name == "model":
       interp = json.loads(export.read_text()).get("interpolation")
       alpha = f"{interp['chosen_alpha']}" if interp else "1 (none)"
