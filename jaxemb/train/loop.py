@@ -275,7 +275,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   if is_host0:
     _say(f"model {encoder}; corpus {corpus_path}: {prepared}")
     # How the corpus was split and what pre-training drops: the evaluator checks its test split against it.
-    from jaxemb.data.spec import drop_counts, write_data_spec
+    from jaxemb.data.spec import write_data_spec
     write_data_spec(workdir, prepared, cfg.data, batches)
     _write_config(cfg, workdir)  # after the data-spec check, so a refused resume leaves config.json as it was
     drops = drop_counts(prepared, batches)
