@@ -26,7 +26,10 @@ MODE_ORDER = ("tfidf", "tfidf_balanced", "probe_logreg", "probe_logreg_balanced"
 
 def model_slug(spec: str) -> str:
   """A short, file-name-safe, collision-resistant name for a model spec (for plot files and legends)."""
-  base = Path(spec.split("@")[0].rstrip("/")).name or spec
+  path = Path(spec.split("@")[0].rstrip("/"))
+  base = path.name or spec
+  if base == "model" and path.parent.name:  # a training run's export WORKDIR/model: name it by its run
+    base = f"{path.parent.name}_model"
   step = spec.rsplit("@", 1)[1] if "@" in spec else ""
   short = re.sub(r"[^A-Za-z0-9._-]+", "_", base + (f"@{step}" if step else ""))[:40]
   if spec.lower() in ("minilm", "tfidf"):
