@@ -14,6 +14,15 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def load_module(rel: str, name: str):
+  """A repo file that is not in the package (eval.py, configs/*.py) imported as module `name`."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(name, REPO / rel)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
 def shared_corpus(name: str) -> Path:
   """Path of a real corpus in ../shared/data, or skip the test with the reason."""
   path = SHARED_DATA / name

@@ -1,22 +1,19 @@
 """End to end: `eval.py --config configs/eval.py:smoke` on the tiny random model, in-process."""
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
+from conftest import load_module
 
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
 
-def _load(rel: str, name: str):
-  spec = importlib.util.spec_from_file_location(name, REPO / rel)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+_load = load_module
 
 
 def test_smoke_run_writes_every_output(tiny_model_dir, tmp_path):

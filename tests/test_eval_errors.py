@@ -1,11 +1,12 @@
 """Bad input: one clear line and exit status 2, or a counted, reported decision; never a bare traceback."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import load_module
 from ml_collections import ConfigDict
 
 from jaxemb.eval.dataset import EvalError, load_eval_data
@@ -13,11 +14,7 @@ from jaxemb.eval.dataset import EvalError, load_eval_data
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load(rel: str, name: str):
-  spec = importlib.util.spec_from_file_location(name, REPO / rel)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+_load = load_module
 
 
 def _write(path: Path, rows: list[dict]) -> Path:

@@ -1,21 +1,18 @@
 """eval.py keeps what it finished: results.json after every unit, a rerun resumes, a fine-tune NaN is a row."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
+from conftest import load_module
 
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
 
-def _load(rel: str, name: str):
-  spec = importlib.util.spec_from_file_location(name, REPO / rel)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+_load = load_module
 
 
 @pytest.fixture(scope="module")
