@@ -168,7 +168,7 @@ def make_train_step(loss_fn, tx, schedule, accumulate: int, update_scale=None):
     if update_scale is not None:
       updates = jax.tree.map(lambda u, m: u * m, updates, update_scale(state.params, state.step))
     params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads), "lr": schedule(state.step // accumulate)}
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(state.step // accumulate)}
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state, rng=state.rng), metrics
 
   return step
