@@ -31,8 +31,10 @@ def _file_stats(root: Path, base: Path) -> list[list[Any]]:
   for dirpath, dirnames, filenames in os.walk(root):
     dirnames[:] = sorted(d for d in dirnames if d not in _IGNORED_DIRS)
     for f in sorted(filenames):
-      if f.startswith("events.") or f.endswith(".log"):
-        continue  # training logs change while a run goes on; they do not define the weights
+      if f.startswith("events.") or f.endswith(".log") or f == "README.md":
+        # Training logs change while a run goes on, and eval.py writes its verdict into an exported model's
+        # card (README.md): neither defines the weights, so neither invalidates cached embeddings or results.
+        continue
       p = Path(dirpath) / f
       st = p.stat()
       out.append([str(p.relative_to(base)), st.st_size, st.st_mtime_ns])
