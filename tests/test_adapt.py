@@ -329,3 +329,32 @@ def test_adapt_smoke_exports_the_chosen_interpolation_with_its_card(tmp_path):
   assert "# Adapted from minilm" in card and f"a = {a}" in card and "simcse" in card
   assert write_verdict(tmp_path / "w" / "model", "| probe | all | +0.010 | [-0.001, +0.020] | no different |")
   assert "no different" in (tmp_path / "w" / "model" / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_lora_run_loads_merged_from_its_workdir_and_its_export(tmp_path):
+  """A LoRA run's checkpoint keeps the frozen encoder and the adapters apart; Encoder.from_pretrained(WORKDIR)
+  merges them, and equals the exported HF folder (no interpolation): both differ from the base."""
+  import sys
+  from conftest import REPO
+  sys.path.insert(0, str(REPO / "tests"))
+  from test_train import _config
+  from jaxemb import Encoder
+  from jaxemb.train.loop import train
+  cfg = _config("adapt")
+  cfg.total_steps = 2
+  cfg.checkpoint.every = 2
+  cfg.data.max_length = 32
+  cfg.lora.rank = 2
+  cfg.optim.lr = 1e-3
+  cfg.interpolate.alphas = ""
+  train(cfg, tmp_path / "w")
+  base = Encoder.from_pretrained("minilm").params["encoder"]
+  loaded = Encoder.from_pretrained(tmp_path / "w").params["encoder"]
+  exported = Encoder.from_pretrained(tmp_path / "w" / "model").params["encoder"]
+  for x, y in zip(jax.tree.leaves(loaded), jax.tree.leaves(exported)):
+    np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
+  moved = [float(np.abs(x - b).max()) for x, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(base))]
+  assert max(moved) > 0  # the adapters trained
+  assert max(float(np.abs(x - b).max()) for x, b in
+             zip(jax.tree.leaves(loaded["embeddings"]), jax.tree.leaves(base["embeddings"]))) == 0.0

@@ -17,6 +17,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxemb.data.batching import inference_batches, pad_sequences
 from jaxemb.models import convert
+from jaxemb.models import lora as lora_lib
 from jaxemb.models.config import EncoderConfig
 from jaxemb.models.encoder import init_mlm_head, jitted_embed_fn
 from jaxemb.resolve import load_tokenizer, packaged_minilm_dir, resolve
@@ -50,7 +51,15 @@ class Encoder:
     r = resolve(path)
     enc = cls._from_hf_folder(r.folder, head_seed, name=r.name)
     if r.kind == "workdir":
-      enc.params = _read_only(r.checkpoint_params({k: enc.params[k] for k in ("encoder", "mlm_head")}))
+      like = {k: enc.params[k] for k in ("encoder", "mlm_head")}
+      rank, scale, targets = _lora_settings(r.workdir)
+      if rank:  # a LoRA run's checkpoint keeps the frozen encoder and its adapters apart: merge them
+        like["lora"] = lora_lib.init_lora(enc.params["encoder"], rank, targets)
+      params = r.checkpoint_params(like)
+      if rank:
+        params = {"encoder": jax.tree.map(np.asarray, lora_lib.merge(params["encoder"], params.pop("lora"), scale)),
+                  "mlm_head": params["mlm_head"]}
+      enc.params = _read_only(params)
       enc.head_loaded = True
     return enc
 
@@ -223,3 +232,10 @@ def _check_texts(texts) -> None:
     if not isinstance(t, str):
       raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
 
+
+def _lora_settings(workdir: Path) -> tuple[int, float, str]:
+  """(rank, alpha / rank, targets) of a training workdir's LoRA adapters (config.json); rank 0 = none."""
+  path = Path(workdir) / "config.json"
+  lora = json.loads(path.read_text()).get("lora", {}) if path.is_file() else {}
+  rank = int(lora.get("rank", 0) or 0)
+  return rank, (float(lora.get("alpha", 16.0)) / rank if rank else 0.0), str(lora.get("targets", "attention,ffn"))
