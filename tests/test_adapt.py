@@ -295,24 +295,28 @@ def test_uniformity_alignment_and_probe_on_hand_made_points():
 
 
 # ------------------------------------------------------------------------------------------------ end to end
+def _train_adapt_smoke(workdir, steps: int, **overrides) -> None:
+  """configs/adapt.py:smoke on the quick-start corpus for `steps` steps (32-token rows), with overrides given
+  as section__field=value."""
+  from conftest import load_module
+  from jaxemb.train.loop import train
+  cfg = load_module("configs/adapt.py", "jaxemb_adapt_config").get_config("smoke")
+  cfg.total_steps = steps
+  cfg.checkpoint.every = steps
+  cfg.data.max_length = 32
+  for key, value in overrides.items():
+    section, field = key.split("__")
+    cfg[section][field] = value
+  train(cfg, workdir)
+
 @pytest.mark.slow
 def test_adapt_smoke_exports_the_chosen_interpolation_with_its_card(tmp_path):
   """configs/adapt.py:smoke on the quick-start corpus: WORKDIR/model is (1-a)*theta0 + a*theta for the a chosen
   on the validation split, loads with Encoder.from_pretrained, and carries the adapted model's card."""
   import json
-  import sys
-  from conftest import REPO
-  sys.path.insert(0, str(REPO / "tests"))
-  from test_train import _config
   from jaxemb import Encoder
   from jaxemb.models.card import write_verdict
-  from jaxemb.train.loop import train
-  cfg = _config("adapt")
-  cfg.total_steps = 4
-  cfg.checkpoint.every = 4
-  cfg.data.max_length = 32
-  cfg.validation.max_docs = 32
-  train(cfg, tmp_path / "w")
+  _train_adapt_smoke(tmp_path / "w", steps=4, validation__max_docs=32)
   export = json.loads((tmp_path / "w" / "export.json").read_text())
   interp = export["interpolation"]
   assert interp["criterion"] == "val_probe_f1" and [r["alpha"] for r in interp["table"]] == [0.5, 1.0]
@@ -335,20 +339,8 @@ def test_adapt_smoke_exports_the_chosen_interpolation_with_its_card(tmp_path):
 def test_lora_run_loads_merged_from_its_workdir_and_its_export(tmp_path):
   """A LoRA run's checkpoint keeps the frozen encoder and the adapters apart; Encoder.from_pretrained(WORKDIR)
   merges them, and equals the exported HF folder (no interpolation): both differ from the base."""
-  import sys
-  from conftest import REPO
-  sys.path.insert(0, str(REPO / "tests"))
-  from test_train import _config
   from jaxemb import Encoder
-  from jaxemb.train.loop import train
-  cfg = _config("adapt")
-  cfg.total_steps = 2
-  cfg.checkpoint.every = 2
-  cfg.data.max_length = 32
-  cfg.lora.rank = 2
-  cfg.optim.lr = 1e-3
-  cfg.interpolate.alphas = ""
-  train(cfg, tmp_path / "w")
+  _train_adapt_smoke(tmp_path / "w", steps=2, lora__rank=2, optim__lr=1e-3, interpolate__alphas="")
   base = Encoder.from_pretrained("minilm").params["encoder"]
   loaded = Encoder.from_pretrained(tmp_path / "w").params["encoder"]
   exported = Encoder.from_pretrained(tmp_path / "w" / "model").params["encoder"]

@@ -88,27 +88,28 @@ class SimCSEBatches(_Batches):
     """Document indices of global batch `step`, int64 [B] (a seeded shuffle per epoch)."""
     return self._shuffled_plan(step)
 
-  def _windows(self, docs_B: np.ndarray, epoch: int, view: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(start, length) of each document's window in this epoch: the whole room (max_length - 2 tokens) or the
-    whole document when shorter; with positive="windows" each view is an independent crop of at least `crop`
-    of the document (Contriever's independent cropping), so a short report still gives two different views."""
+  def _windows(self, docs_B: np.ndarray, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(start, length) [2, B] of each document's windows in this epoch (row 0: the row, row 1: the positive
+    when positive="windows"): the whole room (max_length - 2 tokens) or the whole document when shorter; with
+    positive="windows" each view is an independent crop of at least `crop` of the document (Contriever's
+    independent cropping), so a short report still gives two different views."""
     room = self.max_length - 2
     n_B = self.prepared.lengths[docs_B].astype(np.int64)
     if self.window == "start":
-      return np.zeros(len(docs_B), np.int64), np.minimum(n_B, room)
-    u_BxK = np.array([_rng(self.seed, epoch, int(d), _SALT_WINDOW).random(4) for d in docs_B])
-    length_B = np.minimum(n_B, room)
+      zeros = np.zeros((2, len(docs_B)), np.int64)
+      return zeros, zeros + np.minimum(n_B, room)
+    u_4xB = np.array([_rng(self.seed, epoch, int(d), _SALT_WINDOW).random(4) for d in docs_B]).T
+    length_2xB = np.broadcast_to(np.minimum(n_B, room), (2, len(docs_B)))
     if self.positive == "windows":
-      frac_B = self.crop + (1.0 - self.crop) * u_BxK[:, 2 + view]
-      length_B = np.clip(np.ceil(frac_B * n_B).astype(np.int64), 1, room)
-    starts_B = np.floor(u_BxK[:, view] * (n_B - length_B + 1)).astype(np.int64)
-    return starts_B, length_B
+      frac_2xB = self.crop + (1.0 - self.crop) * u_4xB[2:]
+      length_2xB = np.clip(np.ceil(frac_2xB * n_B).astype(np.int64), 1, room)
+    starts_2xB = np.floor(u_4xB[:2] * (n_B - length_2xB + 1)).astype(np.int64)
+    return starts_2xB, length_2xB
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
     epoch = step // self.steps_per_epoch
     docs_B = self.plan(step)
-    starts_B, lengths_B = self._windows(docs_B, epoch)
-    starts2_B, lengths2_B = self._windows(docs_B, epoch, view=1)
+    (starts_B, starts2_B), (lengths_B, lengths2_B) = self._windows(docs_B, epoch)
     L = bucket_length(int(max(lengths_B.max(), lengths2_B.max() if self.positive == "windows" else 0)) + 2,
                       self.max_length)
     # Duplicate ids over the GLOBAL batch (every host computes the same ones from the token ids).

@@ -74,6 +74,8 @@ class ValidationSet:
     return keep.sum() >= 4 and len(np.unique(self.labels_N[keep])) >= 2
 
 
+# Not models.encoder.jitted_embed_fn: that one spreads a batch over every device of every host, and validation runs
+# on host 0 alone, between train steps.
 @partial(jax.jit, static_argnames=("config",))
 def _embed_batch(params_encoder, ids_BxL, mask_BxL, *, config):
   return pooled_embeddings(params_encoder, ids_BxL, mask_BxL, config=config,
