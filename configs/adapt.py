@@ -34,7 +34,7 @@ def get_config(arg: str = ""):
   c.simcse.crop = 0.25          # short reports: views of >= 1/4 of the text (FDA at 0.5: loss 2e-4, no signal)
   c.interpolate.alphas = "0,0.25,0.5,0.75,1.0"  # 0 = the base: the validation split may reject the adaptation
   c.interpolate.default_alpha = 0.5
-  c.validation.max_docs = 256
+  c.validation.max_docs = 1024   # the whole validation split of a ~3,000-document corpus (256: too noisy to choose a)
   c.validation.max_length = 256
   c.total_steps = 150
   c.checkpoint.every = 50

@@ -2,6 +2,13 @@
 
   python scripts/recipes.py --corpus mtsamples --out runs/recipes --variants adapt,simcse_raw --stage all
   python scripts/recipes.py --corpus fda --out runs/recipes --variants adapt --stage eval
+  python scripts/recipes.py --corpus fda --variants adapt,adapt_lr2e-4 --stage validation   # the sweep table
+
+The sweep (issue 13 item 7 and each lever alone) is judged on the VALIDATION split: every training run scores
+the base (a = 0), its trained weights (a = 1) and the interpolations on the validation documents with a
+cross-validated probe, paired with the base (export.json; select.py). `--stage validation` tabulates that,
+with the validation curve of runs that scored during training. The test split is read only by `--stage eval`,
+for the recipe the sweep chose.
 
 Each variant is a training config plus overrides (VARIANTS below); its exported model (`WORKDIR/model`: the
 trained weights, or their interpolation with the base when the variant interpolates) is what the evaluator
@@ -34,6 +41,27 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "simcse_raw": ("simcse.py", []),
     "declutr_only": ("declutr.py", ["--config.declutr.use_mlm=False"]),
     "declutr_interp": ("declutr.py", ["--config.declutr.use_mlm=False", "--config.interpolate.alphas=0.25,0.5,0.75,1.0"]),
+    # -- the sweep (issue 13 item 7), one change from the recipe each; judged on validation (--stage validation)
+    "adapt_lr2e-5": ("adapt.py", ["--config.optim.lr=2e-5"]),
+    "adapt_lr2e-4": ("adapt.py", ["--config.optim.lr=2e-4"]),
+    "adapt_300": ("adapt.py", ["--config.total_steps=300", "--config.validation.every=50"]),  # + the steps curve
+    "adapt_tau0.1": ("adapt.py", ["--config.simcse.temperature=0.1"]),
+    "adapt_b32": ("adapt.py", ["--config.batch_size=32"]),
+    # -- levers alone (on the recipe)
+    "adapt_freeze0": ("adapt.py", ["--config.freeze.embeddings=False", "--config.freeze.layers=0"]),
+    "adapt_distill": ("adapt.py", ["--config.anchor.distill=1.0"]),
+    "adapt_dropout": ("adapt.py", ["--config.simcse.positive=dropout"]),
+    # the MLM lever: tied decoder (always), unigram output bias, 30 head-only warm-up steps; the recipe's
+    # freezing and interpolation; lr 5e-5 as the recipe
+    "mlm_lever": ("mlm.py", ["--config.mlm_head.bias_init=unigram", "--config.mlm_head.warmup_steps=30",
+                             "--config.freeze.embeddings=True", "--config.freeze.layers=3", "--config.optim.lr=5e-5",
+                             "--config.optim.warmup_steps=10", "--config.data.max_length=128",
+                             "--config.total_steps=150", "--config.batch_size=16",
+                             "--config.interpolate.alphas=0,0.25,0.5,0.75,1.0", "--config.validation.max_docs=1024",
+                             "--config.validation.repeats=3"]),
+    # the paper's objectives at the recipe's budget, scored (a = 1 against the base) on validation
+    "mlm_paper": ("mlm.py", ["--config.total_steps=150", "--config.interpolate.alphas=1.0",
+                             "--config.validation.max_docs=1024", "--config.validation.repeats=3"]),
 }
 
 
@@ -127,12 +155,48 @@ def report(corpus: str, names: list[str], out: Path) -> str:
   return "\n".join(lines) + "\n"
 
 
+def validation_report(corpus: str, names: list[str], out: Path) -> str:
+  """Markdown: per variant, the validation probe of the base and of the trained weights (a = 1), their paired
+  difference with its interval and verdict, the weight a the run chose and that export's difference, training
+  minutes, and the validation curve when the run scored during training. Reads only training outputs."""
+  head = ["variant", "changes", "val F1 base", "val F1 a=1", "a=1 - base [95% CI]", "chosen a",
+          "export - base [95% CI]", "curve (step: val F1)", "train min"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for n in names:
+    workdir = out / corpus / n
+    export = workdir / "export.json"
+    if not export.exists():
+      lines.append(f"| {n} | (not run) |" + " |" * (len(head) - 2))
+      continue
+    interp = json.loads(export.read_text()).get("interpolation", {})
+    table = {r["alpha"]: r for r in interp.get("table", [])}
+    cell = lambda r: (f"{r['val_diff']:+.3f} [{r['val_ci_low']:+.3f}, {r['val_ci_high']:+.3f}] {r['val_verdict']}"
+                      if r and "val_diff" in r else "–")
+    base, one = table.get(0.0), table.get(1.0)
+    chosen = interp.get("chosen_alpha")
+    curve = []
+    metrics = workdir / "metrics.jsonl"
+    if metrics.exists():
+      for line in metrics.read_text().splitlines():
+        row = json.loads(line)
+        if "val_probe_f1" in row:
+          curve.append(f"{row['step']}: {row['val_probe_f1']:.3f}")
+    wall = workdir / "wall_seconds.json"
+    minutes = f"{json.loads(wall.read_text())['seconds'] / 60:.1f}" if wall.exists() else "–"
+    lines.append("| " + " | ".join([
+        n, " ".join(VARIANTS[n][1]).replace("--config.", "") or "(the recipe)",
+        f"{base['val_probe_f1']:.3f}" if base else "–", f"{one['val_probe_f1']:.3f}" if one else "–", cell(one),
+        "–" if chosen is None else f"{chosen}", cell(table.get(chosen)) if chosen is not None else "–",
+        ", ".join(curve) or "–", minutes]) + " |")
+  return "\n".join(lines) + "\n"
+
+
 def main() -> int:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--corpus", required=True, choices=sorted(CORPORA) + ["quickstart"])
   ap.add_argument("--out", default="runs/recipes")
   ap.add_argument("--variants", default="adapt")
-  ap.add_argument("--stage", default="all", choices=("train", "eval", "all", "report"))
+  ap.add_argument("--stage", default="all", choices=("train", "eval", "all", "report", "validation"))
   ap.add_argument("--shots", default="16,all")
   ap.add_argument("--seeds", default="0,1,2")
   ap.add_argument("--train-flag", action="append", default=[], help="extra train.py flag (repeatable)")
@@ -150,6 +214,8 @@ def main() -> int:
     eval_variants(args.corpus, names, out, args.shots, args.seeds, args.eval_flag)
   if args.stage in ("report", "all"):
     print(report(args.corpus, names, out))
+  if args.stage == "validation":
+    print(validation_report(args.corpus, names, out))
   return 0
 
 

@@ -290,6 +290,27 @@ def test_uniformity_alignment_and_probe_on_hand_made_points():
   z = np.concatenate([rng.normal(5, 0.1, (10, 3)), rng.normal(-5, 0.1, (10, 3))])
   assert select.cv_probe_f1(z, np.array([0] * 10 + [1] * 10), folds=5) == 1.0  # separable classes
   assert np.isnan(select.cv_probe_f1(z, np.zeros(20, int), folds=5))  # one class: nothing to score
+  # Repeated partitions: one prediction row per partition, each a permutation-free out-of-fold prediction.
+  keep, y, preds = select.cv_probe_predictions(z, np.array([0] * 10 + [1] * 10), folds=5, repeats=3)
+  assert keep.all() and preds.shape == (3, 20) and (preds == y).all()
+
+
+def test_validation_scores_pair_a_model_with_the_base():
+  """val_diff is the paired macro-F1 difference on the validation documents (eval/compare.py's bootstrap, fold
+  partitions as seeds): the base against itself is 0 with a zero-width interval; embeddings that separate
+  the classes where the base's do not are "better" by exactly their F1 gap (1.0 - the base's score)."""
+  rng = np.random.default_rng(0)
+  labels = np.array([0, 1] * 20)
+  z0 = rng.normal(0, 1, (40, 4))                        # noise: the base cannot tell the classes apart
+  z = z0 + 10.0 * np.eye(4)[labels]                     # the "adapted" model separates them
+  vs = select.ValidationSet(np.zeros((40, 8), np.int32), np.ones((40, 8), np.int32), labels, 40)
+  base_preds = select.cv_probe_predictions(z0, labels, folds=5, repeats=2)[2]
+  same = select.scores(z0, z0, vs, folds=5, repeats=2, base_preds=base_preds)
+  assert same["val_diff"] == 0.0 and same["val_ci_low"] == same["val_ci_high"] == 0.0
+  assert same["val_verdict"] == "no different" and abs(same["val_base_distance"]) < 1e-6
+  better = select.scores(z, z0, vs, folds=5, repeats=2, base_preds=base_preds)
+  assert better["val_probe_f1"] == 1.0 and better["val_verdict"] == "better"
+  assert abs(better["val_diff"] - (1.0 - same["val_probe_f1"])) < 1e-12
   with pytest.raises(ValueError, match="interpolate.alphas"):
     select.parse_alphas("0.5,2")
 
@@ -316,10 +337,16 @@ def test_adapt_smoke_exports_the_chosen_interpolation_with_its_card(tmp_path):
   import json
   from jaxemb import Encoder
   from jaxemb.models.card import write_verdict
-  _train_adapt_smoke(tmp_path / "w", steps=4, validation__max_docs=32)
+  _train_adapt_smoke(tmp_path / "w", steps=4, validation__max_docs=32, validation__every=2)
   export = json.loads((tmp_path / "w" / "export.json").read_text())
+  rows = [json.loads(line) for line in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
+  scored = [r for r in rows if "val_probe_f1" in r]  # the validation signal during training (every 2 steps)
+  assert [r["step"] for r in scored] == [2, 4] and all(r["val_verdict"] in ("better", "no different", "worse")
+                                                      for r in scored)
   interp = export["interpolation"]
-  assert interp["criterion"] == "val_probe_f1" and [r["alpha"] for r in interp["table"]] == [0.5, 1.0]
+  assert interp["criterion"] == "val_probe_f1" and [r["alpha"] for r in interp["table"]] == [0.0, 0.5, 1.0]
+  assert [r["candidate"] for r in interp["table"]] == [False, True, True]  # a = 0: the base, scored for reference
+  assert interp["table"][0]["val_diff"] == 0.0 and abs(interp["table"][0]["val_base_distance"]) < 1e-6
   a = interp["chosen_alpha"]
   base = Encoder.from_pretrained("minilm").params["encoder"]
   trained = Encoder.from_pretrained(tmp_path / "w").params["encoder"]  # the checkpoint: trained weights

@@ -234,7 +234,8 @@ class MetricsLog:
     self.file.write(json.dumps({"step": step, **metrics}) + "\n")
     if self.writer is not None:
       for k, v in metrics.items():
-        self.writer.add_scalar(f"train/{k}", v, step)
+        if isinstance(v, (int, float)):  # a verdict word stays in metrics.jsonl only
+          self.writer.add_scalar(f"train/{k}", v, step)
 
   def close(self) -> None:
     if self.enabled:

@@ -9,10 +9,14 @@ The validation documents are the prepared corpus's `validation` split (never `te
   same document): label-free;
 - with `data.label_field`: `val_probe_f1`, the macro-F1 of a logistic regression probe under stratified k-fold
   cross-validation on the validation documents alone (the evaluator's validation split; its test split is
-  never read), and `val_alignment` (E ||x - y||^2 over same-label pairs).
+  never read), averaged over `validation.repeats` fold partitions, and `val_alignment` (E ||x - y||^2 over
+  same-label pairs).
 With labels, the interpolation weight is the one with the best `val_probe_f1` (ties: the smaller weight, i.e.
 closer to the base); without labels it is `interpolate.default_alpha`, a default measured in the sweep
-(docs/RESULTS.md "Recipes").
+(docs/RESULTS.md "Recipes"). The interpolation table also holds the base itself (a = 0, from the anchor's
+embeddings) and, with labels, each weight's paired difference from the base on the validation documents: the
+bootstrap interval of `eval/compare.py` over validation documents, the fold partitions standing in for seeds,
+and its verdict. That is the signal a recipe sweep reads without touching the test split.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ def defaults(c: ml_collections.ConfigDict) -> None:
   c.validation.max_docs = 256      # seeded subset of the validation split
   c.validation.max_length = 256    # tokens per document, as the evaluator embeds
   c.validation.folds = 5           # k of the cross-validated probe (labels only)
+  c.validation.repeats = 3         # fold partitions averaged (less partition noise in a small validation split)
   c.validation.keep_best = False   # with labels: export the step with the best val_probe_f1, not the last
   c.interpolate = ml_collections.ConfigDict()
   c.interpolate.alphas = ""        # e.g. "0.25,0.5,0.75,1.0": export (1-a)*theta0 + a*theta; "" = the trained weights
@@ -64,7 +69,10 @@ class ValidationSet:
       idx = np.sort(np.random.default_rng(seed).choice(idx, max_docs, replace=False))
     toks = [t[:max_length - 2] for t in prepared.tokens_many(idx)]
     n_pad = (-len(toks)) % _EMBED_BATCH  # a fixed batch shape: one compiled program
-    ids, mask = _pad_rows(toks + [toks[0]] * n_pad, max_length, prepared.special)
+    # padded to the longest document (a multiple of 16), not to max_length: short reports embed 2-4x faster,
+    # and mean pooling over the mask gives the same vectors either way
+    width = min(max_length, -(-(max(len(t) for t in toks) + 2) // 16) * 16)
+    ids, mask = _pad_rows(toks + [toks[0]] * n_pad, width, prepared.special)
     labels = np.asarray(prepared.label_index, np.int64)[idx] if len(prepared.labels) else np.full(len(idx), -1)
     return cls(ids, mask, labels, len(idx))
 
@@ -112,11 +120,13 @@ def alignment(z_NxD: np.ndarray, labels_N: np.ndarray) -> float:
   return float(sq[iu][pairs].mean()) if pairs.any() else float("nan")
 
 
-def cv_probe_f1(z_NxD: np.ndarray, labels_N: np.ndarray, folds: int, seed: int = 0) -> float:
-  """Macro-F1 of a logistic regression probe (standardised features, C = 1) under stratified k-fold
-  cross-validation, over the documents of classes with >= 2 of them."""
+def cv_probe_predictions(z_NxD: np.ndarray, labels_N: np.ndarray, folds: int, repeats: int = 1
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+  """Out-of-fold predictions of a logistic regression probe (standardised features, C = 1) under stratified
+  k-fold cross-validation, one row per fold partition (seeds 0 .. repeats-1), over the documents of classes
+  with >= 2 of them: (kept document mask [N], their labels [N'], predictions [repeats, N']); None when
+  fewer than 2 classes or folds are possible."""
   from sklearn.linear_model import LogisticRegression
-  from sklearn.metrics import f1_score
   from sklearn.model_selection import StratifiedKFold, cross_val_predict
   from sklearn.pipeline import make_pipeline
   from sklearn.preprocessing import StandardScaler
@@ -124,20 +134,46 @@ def cv_probe_f1(z_NxD: np.ndarray, labels_N: np.ndarray, folds: int, seed: int =
   classes, counts = np.unique(labels_N[keep], return_counts=True)
   keep &= np.isin(labels_N, classes[counts >= 2])
   x, y = z_NxD[keep], labels_N[keep]
-  k = int(min(folds, np.bincount(y).max() if len(y) else 0, np.min(np.unique(y, return_counts=True)[1])))
-  if k < 2 or len(np.unique(y)) < 2:
-    return float("nan")
+  if len(np.unique(y)) < 2:
+    return None
+  k = int(min(folds, np.min(np.unique(y, return_counts=True)[1])))
+  if k < 2:
+    return None
   model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
-  pred = cross_val_predict(model, x, y, cv=StratifiedKFold(k, shuffle=True, random_state=seed))
-  return float(f1_score(y, pred, average="macro"))
+  preds = np.stack([cross_val_predict(model, x, y, cv=StratifiedKFold(k, shuffle=True, random_state=r))
+                    for r in range(max(int(repeats), 1))])
+  return keep, y, preds
 
 
-def scores(z_NxD: np.ndarray, z0_NxD: np.ndarray, vs: ValidationSet, folds: int) -> dict[str, float]:
-  out = {"val_uniformity": uniformity(z_NxD),
-         "val_base_distance": float(np.mean(1.0 - np.sum(_unit(z_NxD) * _unit(z0_NxD), axis=1)))}
+def cv_probe_f1(z_NxD: np.ndarray, labels_N: np.ndarray, folds: int, seed: int = 0, repeats: int = 1) -> float:
+  """Macro-F1 of the cross-validated probe (cv_probe_predictions), mean over the fold partitions."""
+  from sklearn.metrics import f1_score
+  out = cv_probe_predictions(z_NxD, labels_N, folds, repeats)
+  if out is None:
+    return float("nan")
+  _, y, preds = out
+  return float(np.mean([f1_score(y, p, average="macro") for p in preds]))
+
+
+def scores(z_NxD: np.ndarray, z0_NxD: np.ndarray, vs: ValidationSet, folds: int, repeats: int = 1,
+           base_preds: np.ndarray | None = None) -> dict[str, Any]:
+  """Validation scores of embeddings z against the base's z0. With labels and `base_preds` (the base's
+  out-of-fold predictions, same partitions) also the paired difference from the base: val_diff, its 95%
+  bootstrap interval over validation documents (val_ci_low / val_ci_high) and val_verdict."""
+  from jaxemb.eval.compare import paired_bootstrap
+  from sklearn.metrics import f1_score
+  out: dict[str, Any] = {"val_uniformity": uniformity(z_NxD),
+                         "val_base_distance": float(np.mean(1.0 - np.sum(_unit(z_NxD) * _unit(z0_NxD), axis=1)))}
   if vs.has_labels:
-    out["val_probe_f1"] = cv_probe_f1(z_NxD, vs.labels_N, folds)
+    cv = cv_probe_predictions(z_NxD, vs.labels_N, folds, repeats)
+    out["val_probe_f1"] = (float("nan") if cv is None
+                           else float(np.mean([f1_score(cv[1], p, average="macro") for p in cv[2]])))
     out["val_alignment"] = alignment(z_NxD, vs.labels_N)
+    if cv is not None and base_preds is not None:
+      _, y, preds = cv
+      cmp = paired_bootstrap(y, preds, base_preds, num_classes=int(max(y.max(), preds.max(), base_preds.max())) + 1)
+      out.update(val_diff=cmp["diff"], val_ci_low=cmp["ci_low"], val_ci_high=cmp["ci_high"],
+                 val_verdict=cmp["verdict"])
   return out
 
 
@@ -150,6 +186,7 @@ class Validator:
                                           max_length=int(cfg.validation.max_length), seed=cfg.seed)
     self.initial = initial_encoder
     self._z0 = None
+    self._base_cv = None  # (the base's cross-validated predictions or None,) once computed
 
   @property
   def available(self) -> bool:
@@ -160,17 +197,35 @@ class Validator:
       self._z0 = embed(self.initial, self.vs, self.config)
     return self._z0
 
-  def score(self, params_encoder) -> dict[str, float]:
-    return scores(embed(params_encoder, self.vs, self.config), self.z0(), self.vs, int(self.cfg.validation.folds))
+  def _base_preds(self) -> np.ndarray | None:
+    if not self.vs.has_labels:
+      return None
+    if self._base_cv is None:
+      self._base_cv = (cv_probe_predictions(self.z0(), self.vs.labels_N, int(self.cfg.validation.folds),
+                                            self._repeats),)
+    cv = self._base_cv[0]
+    return None if cv is None else cv[2]
+
+  @property
+  def _repeats(self) -> int:
+    return int(self.cfg.validation.get("repeats", 1))
+
+  def score(self, params_encoder) -> dict[str, Any]:
+    return scores(embed(params_encoder, self.vs, self.config), self.z0(), self.vs, int(self.cfg.validation.folds),
+                  self._repeats, self._base_preds())
 
   def choose_alpha(self, trained_encoder, alphas: list[float]) -> dict[str, Any]:
-    """Scores of each interpolation weight and the chosen one (see the module docstring)."""
+    """Scores of each interpolation weight and the chosen one (see the module docstring); a = 0 is the base
+    (its embeddings are the anchor's: scored once, whether or not 0 is among the candidates)."""
     table = []
-    for a in alphas:
-      s = self.score(interpolate(self.initial, trained_encoder, a))
-      table.append({"alpha": a, **s})
+    base_preds = self._base_preds()
+    for a in sorted(set([0.0, *alphas])):
+      z = self.z0() if a == 0.0 else embed(interpolate(self.initial, trained_encoder, a), self.vs, self.config)
+      s = scores(z, self.z0(), self.vs, int(self.cfg.validation.folds), self._repeats, base_preds)
+      table.append({"alpha": a, "candidate": a in alphas, **s})
     if self.vs.has_labels:
-      best = max(table, key=lambda r: (np.nan_to_num(r["val_probe_f1"], nan=-1.0), -r["alpha"]))
+      best = max((r for r in table if r["candidate"]),
+                 key=lambda r: (np.nan_to_num(r["val_probe_f1"], nan=-1.0), -r["alpha"]))
       chosen, criterion = best["alpha"], "val_probe_f1"
     else:
       chosen, criterion = float(self.cfg.interpolate.default_alpha), "default_alpha (no label field)"
