@@ -50,7 +50,7 @@ def test_mlm_and_metadata_batch_format(prepared, name):
   sp = prepared.special
   for step in range(3):
     b = it.batch(step)
-    assert set(b) == MLM_KEYS | ({"category"} if name.startswith("metadata") else set())
+    assert set(b) == MLM_KEYS | ({"category", "dup"} if name.startswith("metadata") else set())
     B, L = b["input_ids"].shape
     M = mlm_max_predictions(L)
     assert B == 8 and _valid_length(L, it.max_length)
@@ -285,3 +285,15 @@ def test_metadata_random_sampler_is_a_plain_shuffle(prepared):
     it = MetadataBatches(prepared, batch_size=8, max_length=128, sampler=sampler)
     return np.mean([np.ptp(prepared.lengths[it.plan(s)]) for s in range(it.steps_per_epoch)])
   assert mean_spread("length_bucketed") < 0.5 * mean_spread("random")
+
+
+def test_metadata_batches_mark_duplicate_documents(prepared):
+  """`dup` (SupCon's groups) = the index of the first row in the batch with the same token ids: distinct
+  documents get their own index; a document drawn twice gets its first row's index."""
+  from jaxemb.data.batching import duplicate_ids
+  it = MetadataBatches(prepared, batch_size=8, max_length=128)
+  b = it.batch(0)
+  docs = it.plan(0)
+  toks = [tuple(t) for t in prepared.tokens_many(docs)]
+  np.testing.assert_array_equal(b["dup"], [toks.index(t) for t in toks])  # by hand: first equal row
+  assert duplicate_ids([[1, 2], [3], [1, 2], [3], [4]]).tolist() == [0, 1, 0, 1, 4]

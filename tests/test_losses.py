@@ -101,15 +101,16 @@ def np_nt_xent(anchors, positives, tau):
   return float(np.mean(terms))
 
 
-def np_supcon(x, labels, tau):
+def np_supcon(x, labels, tau, groups=None):
   z = _np_unit_rows(x)
   s = z @ z.T / tau
   rows = range(len(labels))
-  if len({labels[i] for i in rows}) < 2:  # no negative pair
+  groups = list(rows) if groups is None else groups
+  if not any(labels[i] != labels[j] and groups[i] != groups[j] for i in rows for j in rows):  # no negative pair
     return 0.0
   per_anchor = []
   for i in rows:
-    others = [a for a in rows if a != i]
+    others = [a for a in rows if a != i and groups[a] != groups[i]]
     pos = [p for p in others if labels[p] == labels[i]]
     if pos:
       per_anchor.append(-np.mean([_np_log_softmax_at(s[i], p, others) for p in pos]))
@@ -285,6 +286,24 @@ def test_supcon_matches_numpy():
   labels = np.array([0, 1, 0, 2, 1, 0, 3, 1], np.int32)  # rows 3 and 6 have no positive
   loss, _ = supcon(x, labels, temperature=0.1)
   np.testing.assert_allclose(loss, np_supcon(x, labels, 0.1), rtol=RTOL)
+
+
+def test_supcon_leaves_duplicates_out_of_each_others_sets():
+  """groups_B: rows of one group (the same text) are neither each other's positives nor negatives; checked
+  against the loop reference, and against the loss without the duplicate row where that is the same thing."""
+  x = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
+  labels = np.array([0, 1, 0, 2, 1, 0, 3, 1], np.int32)
+  groups = np.array([0, 1, 0, 3, 4, 5, 3, 7], np.int32)  # rows 0/2 (same label) and 3/6 (other labels) duplicates
+  loss, grad = _sup_g(x, labels, groups)
+  _finite(loss, grad)
+  np.testing.assert_allclose(loss, np_supcon(x, labels, 0.1, list(groups)), rtol=RTOL)
+  assert abs(float(loss) - np_supcon(x, labels, 0.1)) > 1e-3  # the groups change the loss here
+  # Distinct groups = the original loss.
+  np.testing.assert_allclose(_sup_g(x, labels, np.arange(8, dtype=np.int32))[0], np_supcon(x, labels, 0.1),
+                             rtol=RTOL)
+
+
+_sup_g = jax.jit(jax.value_and_grad(lambda x, y, g: losses.supcon(x, y, 0.1, groups_B=g)))
 
 
 def test_supcon_hand_worked_three_examples():

@@ -10,6 +10,7 @@ own rows [process_index * B / process_count, (process_index + 1) * B / process_c
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -325,6 +326,15 @@ class MLMBatches(_Batches):
     return rows
 
 
+def duplicate_ids(rows) -> np.ndarray:
+  """int32 [B]: for each row (a sequence of token ids), the index of the first row with the same ids. Equal ids
+  = the same text after the tokenizer's normalisation; the contrastive losses leave such rows out of each
+  other's denominators (no false negatives)."""
+  first: dict[bytes, int] = {}
+  return np.array([first.setdefault(hashlib.sha1(np.asarray(r, np.int32).tobytes()).digest(), i)
+                   for i, r in enumerate(rows)], np.int32)
+
+
 class MetadataBatches(_Batches):
   """Metadata-objective batches: the truncated MLM batch plus `category` B (int32 index into `categories`).
 
@@ -414,6 +424,8 @@ class MetadataBatches(_Batches):
     docs_B = self.plan(step)
     out = self._truncated_batch(docs_B, step, self.max_length)
     out["category"] = self.prepared.category_index[docs_B[self.host_rows]].astype(np.int32)
+    # over the GLOBAL batch (every host computes the same ids), from the unmasked documents
+    out["dup"] = duplicate_ids([t[:self.max_length - 2] for t in self.prepared.tokens_many(docs_B)])[self.host_rows]
     return out
 
 

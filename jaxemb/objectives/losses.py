@@ -95,7 +95,8 @@ def nt_xent(anchors_NxD: jax.Array, positives_NxD: jax.Array, temperature: float
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_2Nx2N, targets_2N))
 
 
-def supcon(embeddings_BxD: jax.Array, labels_B: jax.Array, temperature: float = 0.1) -> jax.Array:
+def supcon(embeddings_BxD: jax.Array, labels_B: jax.Array, temperature: float = 0.1,
+           groups_B: jax.Array | None = None) -> jax.Array:
   """Supervised contrastive loss (Khosla et al. 2020, L_out) on l2-normalised embeddings.
 
   For anchor i, P(i) = other rows with the same label, A(i) = all other rows;
@@ -106,6 +107,9 @@ def supcon(embeddings_BxD: jax.Array, labels_B: jax.Array, temperature: float = 
     embeddings_BxD: pooled embeddings (any float dtype; norms are irrelevant).
     labels_B: int category of each row.
     temperature: tau.
+    groups_B: optional int id per row; rows of the same group (the same normalised text) are left out of
+      each other's A(i) and P(i): a note filed under two categories is never a false negative of itself, and
+      a duplicate is no free positive. None = every other row (the original).
 
   Returns:
     Scalar float32 loss (nats). Exactly 0.0, with an exactly zero gradient, when the batch holds no
@@ -116,6 +120,8 @@ def supcon(embeddings_BxD: jax.Array, labels_B: jax.Array, temperature: float = 
   logits_BxB = _cosine_logits(z_BxD, temperature)
 
   candidate_BxB = ~jnp.eye(b, dtype=bool)  # every other row
+  if groups_B is not None:
+    candidate_BxB &= groups_B[:, None] != groups_B[None, :]
   same_label_BxB = labels_B[:, None] == labels_B[None, :]
   positive_BxB = candidate_BxB & same_label_BxB
   negative_BxB = candidate_BxB & ~same_label_BxB

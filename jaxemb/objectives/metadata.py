@@ -30,6 +30,7 @@ def defaults() -> ml_collections.ConfigDict:
   c.temperature = 0.1
   c.use_mlm = True
   c.use_note = True
+  c.dedup = True           # rows with the same text are out of each other's SupCon positives and denominators
   # random (plain shuffled batches, the original), balanced (>= 2 docs per sampled category) or
   # length_bucketed (shuffled, then length-sorted windows of batches: less padding, length-matched rows)
   c.sampler = "random"
@@ -45,7 +46,7 @@ def init_note_head(hidden_size: int, num_categories: int, seed: int, std: float 
 
 def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False, note_loss: str = "supcon",
             weight: float = 0.1, temperature: float = 0.1, use_mlm: bool = True, use_note: bool = True,
-            return_pooled: bool = False):
+            dedup: bool = True, return_pooled: bool = False):
   """Returns (mlm + weight * note_loss, metrics); note-only runs use the note loss unweighted. With
   return_pooled, the rows' (embeddings_BxD, ids, mask) as a third element."""
   if note_loss not in NOTE_LOSSES:
@@ -64,7 +65,7 @@ def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False
   emb_BxD = mean_pool(hidden_BxLxD, batch["attention_mask"])
   if use_note:
     if note_loss == "supcon":
-      note = supcon(emb_BxD, batch["category"], temperature)
+      note = supcon(emb_BxD, batch["category"], temperature, groups_B=batch["dup"] if dedup else None)
     else:
       head = params["note_head"]
       logits_BxK = emb_BxD @ head["weight"].T + head["bias"]
@@ -84,7 +85,8 @@ def _batches(cfg, prepared, common):
 def _loss(cfg, config, dtype, remat):
   m = cfg.metadata
   return partial(loss_fn, config=config, dtype=dtype, remat=remat, note_loss=m.note_loss, weight=m.weight,
-                 temperature=m.temperature, use_mlm=m.use_mlm, use_note=m.use_note, return_pooled=True)
+                 temperature=m.temperature, use_mlm=m.use_mlm, use_note=m.use_note, dedup=m.dedup,
+                 return_pooled=True)
 
 
 def _extra_params(cfg, config, batches) -> dict:

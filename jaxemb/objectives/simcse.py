@@ -18,7 +18,6 @@ out of each other's denominators (`dup_B`), so a duplicated note is never a fals
 
 from __future__ import annotations
 
-import hashlib
 from functools import partial
 from typing import Sequence
 
@@ -27,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxemb.data.batching import DEFAULT_EXCLUDE_SPLITS, _Batches, _pad_rows, _rng, bucket_length
+from jaxemb.data.batching import DEFAULT_EXCLUDE_SPLITS, _Batches, _pad_rows, _rng, bucket_length, duplicate_ids
 from jaxemb.models.encoder import encode, mean_pool
 from jaxemb.objectives import Objective
 from jaxemb.objectives.losses import nt_xent
@@ -115,9 +114,7 @@ class SimCSEBatches(_Batches):
     # Duplicate ids over the GLOBAL batch (every host computes the same ones from the token ids).
     toks_B = self.prepared.tokens_many(docs_B)
     rows = [t[s:s + n] for t, s, n in zip(toks_B, starts_B, lengths_B)]
-    first: dict[bytes, int] = {}
-    dup_B = np.array([first.setdefault(hashlib.sha1(np.asarray(r, np.int32).tobytes()).digest(), i)
-                      for i, r in enumerate(rows)], np.int32)
+    dup_B = duplicate_ids(rows)
     ids_BxL, mask_BxL = _pad_rows(rows[self.host_rows], L, self.special)
     out = {"input_ids": ids_BxL, "attention_mask": mask_BxL, "dup": dup_B[self.host_rows]}
     if self.positive == "windows":
