@@ -377,3 +377,30 @@ def test_lora_run_loads_merged_from_its_workdir_and_its_export(tmp_path):
   assert max(moved) > 0  # the adapters trained
   assert max(float(np.abs(x - b).max()) for x, b in
              zip(jax.tree.leaves(loaded["embeddings"]), jax.tree.leaves(base["embeddings"]))) == 0.0
+
+
+def test_best_step_record_round_trips_and_ignores_steps_to_be_retrained(tmp_path):
+  tree = {"layer": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, "emb": [np.ones(2, np.float32)]}
+  select.save_best(tmp_path, 20, 0.75, tree)
+  score, step, got = select.load_best(tmp_path, jax.tree.map(np.zeros_like, tree), resumed_at=30)
+  assert (score, step) == (0.75, 20)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(tree)):
+    np.testing.assert_array_equal(a, b)
+  assert select.load_best(tmp_path, tree, resumed_at=10) is None  # recorded after the resume point: retrained
+
+
+@pytest.mark.slow
+def test_keep_best_survives_a_resume(tmp_path):
+  """validation.keep_best: the best step found before a stop is still a candidate after the resume (it was
+  forgotten: a resumed run exported the best of the steps after the resume). Expected best = the first step
+  with the highest val_probe_f1 in metrics.jsonl (strictly better replaces)."""
+  import json
+  kw = dict(validation__max_docs=32, validation__every=2, validation__keep_best=True, interpolate__alphas="")
+  _train_adapt_smoke(tmp_path / "w", steps=2, **kw)
+  _train_adapt_smoke(tmp_path / "w", steps=4, **kw)  # resumes at step 2
+  rows = [json.loads(line) for line in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
+  scored = [(r["val_probe_f1"], r["step"]) for r in rows if "val_probe_f1" in r]
+  assert [s for _, s in scored] == [2, 4]
+  expected = scored[0] if scored[0][0] >= scored[1][0] else scored[1]
+  export = json.loads((tmp_path / "w" / "export.json").read_text())
+  assert (export["best_val_probe_f1"], export["best_step"]) == expected

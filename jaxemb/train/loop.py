@@ -315,6 +315,12 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
       _say("no validation documents: validation scores and the interpolation choice are off")
       validator = None
   best = None  # (val_probe_f1, step, host copy of the encoder) when validation.keep_best
+  if is_host0 and cfg.validation.keep_best:
+    if start:  # the best step before the resume point is still the best candidate
+      best = select.load_best(workdir, initial_encoder, start)
+    else:
+      for stale in (select.BEST_JSON, select.BEST_WEIGHTS):
+        (workdir / stale).unlink(missing_ok=True)
 
   pad_lengths = _pad_lengths(cfg)
   if is_host0:  # the steps after `start` are trained (and logged) again: each step once in metrics.jsonl
@@ -353,6 +359,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
           last.update(validator.score(enc_now))
           if cfg.validation.keep_best and "val_probe_f1" in last and (best is None or last["val_probe_f1"] > best[0]):
             best = (last["val_probe_f1"], done, enc_now)
+            select.save_best(workdir, done, best[0], enc_now)
         log.write(done, last)
         if bar is not None:
           bar.set_postfix(loss=f"{last['loss']:.4f}", tok_s=f"{last['tokens_per_sec']:.0f}")
