@@ -31,7 +31,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxemb.data.batching import _pad_rows
+from jaxemb.data.batching import _pad_rows, bucket_length
 from jaxemb.models.encoder import pooled_embeddings, rows_per_chunk
 from jaxemb.models.lora import interpolate
 
@@ -68,11 +68,13 @@ class ValidationSet:
     if len(idx) > max_docs:
       idx = np.sort(np.random.default_rng(seed).choice(idx, max_docs, replace=False))
     toks = [t[:max_length - 2] for t in prepared.tokens_many(idx)]
-    n_pad = (-len(toks)) % _EMBED_BATCH  # a fixed batch shape: one compiled program
-    # padded to the longest document (a multiple of 16), not to max_length: short reports embed 2-4x faster,
-    # and mean pooling over the mask gives the same vectors either way
-    width = min(max_length, -(-(max(len(t) for t in toks) + 2) // 16) * 16)
-    ids, mask = _pad_rows(toks + [toks[0]] * n_pad, width, prepared.special)
+    # Sorted by length, so that embed() can cut each batch of rows to its own length bucket (mean pooling over
+    # the mask gives the same vectors at any padding; short reports embed several times faster).
+    order = np.argsort([len(t) for t in toks], kind="stable")
+    idx, toks = idx[order], [toks[i] for i in order]
+    n_pad = (-len(toks)) % _EMBED_BATCH  # whole batches
+    width = min(max_length, max(len(t) for t in toks) + 2)
+    ids, mask = _pad_rows(toks + [toks[-1]] * n_pad, width, prepared.special)
     labels = np.asarray(prepared.label_index, np.int64)[idx] if len(prepared.labels) else np.full(len(idx), -1)
     return cls(ids, mask, labels, len(idx))
 
@@ -92,8 +94,12 @@ def _embed_batch(params_encoder, ids_BxL, mask_BxL, *, config):
 
 def embed(params_encoder, vs: ValidationSet, config) -> np.ndarray:
   """float32 [n_docs, D] embeddings of the validation documents (no dropout)."""
-  out = [np.asarray(_embed_batch(params_encoder, vs.ids_NxL[i:i + _EMBED_BATCH], vs.mask_NxL[i:i + _EMBED_BATCH],
-                                 config=config)) for i in range(0, len(vs.ids_NxL), _EMBED_BATCH)]
+  out = []
+  for i in range(0, len(vs.ids_NxL), _EMBED_BATCH):
+    # the batch's own length bucket (a few compiled shapes, reused by every scoring of the run)
+    w = bucket_length(int(vs.mask_NxL[i:i + _EMBED_BATCH].sum(1).max()), vs.ids_NxL.shape[1])
+    out.append(np.asarray(_embed_batch(params_encoder, vs.ids_NxL[i:i + _EMBED_BATCH, :w],
+                                       vs.mask_NxL[i:i + _EMBED_BATCH, :w], config=config)))
   return np.concatenate(out)[:vs.n_docs]
 
 
