@@ -151,13 +151,16 @@ def cv_probe_predictions(z_NxD: np.ndarray, labels_N: np.ndarray, folds: int, re
   return keep, y, preds
 
 
-def cv_probe_f1(z_NxD: np.ndarray, labels_N: np.ndarray, folds: int, seed: int = 0, repeats: int = 1) -> float:
+def cv_probe_f1(z_NxD: np.ndarray, labels_N: np.ndarray, folds: int, repeats: int = 1) -> float:
   """Macro-F1 of the cross-validated probe (cv_probe_predictions), mean over the fold partitions."""
+  return _mean_macro_f1(cv_probe_predictions(z_NxD, labels_N, folds, repeats))
+
+
+def _mean_macro_f1(cv) -> float:
   from sklearn.metrics import f1_score
-  out = cv_probe_predictions(z_NxD, labels_N, folds, repeats)
-  if out is None:
+  if cv is None:
     return float("nan")
-  _, y, preds = out
+  _, y, preds = cv
   return float(np.mean([f1_score(y, p, average="macro") for p in preds]))
 
 
@@ -167,13 +170,11 @@ def scores(z_NxD: np.ndarray, z0_NxD: np.ndarray, vs: ValidationSet, folds: int,
   out-of-fold predictions, same partitions) also the paired difference from the base: val_diff, its 95%
   bootstrap interval over validation documents (val_ci_low / val_ci_high) and val_verdict."""
   from jaxemb.eval.compare import paired_bootstrap
-  from sklearn.metrics import f1_score
   out: dict[str, Any] = {"val_uniformity": uniformity(z_NxD),
                          "val_base_distance": float(np.mean(1.0 - np.sum(_unit(z_NxD) * _unit(z0_NxD), axis=1)))}
   if vs.has_labels:
     cv = cv_probe_predictions(z_NxD, vs.labels_N, folds, repeats)
-    out["val_probe_f1"] = (float("nan") if cv is None
-                           else float(np.mean([f1_score(cv[1], p, average="macro") for p in cv[2]])))
+    out["val_probe_f1"] = _mean_macro_f1(cv)
     out["val_alignment"] = alignment(z_NxD, vs.labels_N)
     if cv is not None and base_preds is not None:
       _, y, preds = cv
