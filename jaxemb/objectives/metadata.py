@@ -65,7 +65,7 @@ def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False
   emb_BxD = mean_pool(hidden_BxLxD, batch["attention_mask"])
   if use_note:
     if note_loss == "supcon":
-      note = supcon(emb_BxD, batch["category"], temperature, groups_B=batch["dup"] if dedup else None)
+      note = supcon(emb_BxD, batch["category"], temperature, groups_B=batch.get("dup") if dedup else None)
     else:
       head = params["note_head"]
       logits_BxK = emb_BxD @ head["weight"].T + head["bias"]
