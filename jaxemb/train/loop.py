@@ -319,8 +319,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
     if start:  # the best step before the resume point is still the best candidate
       best = select.load_best(workdir, initial_encoder, start)
     else:
-      for stale in (select.BEST_JSON, select.BEST_WEIGHTS):
-        (workdir / stale).unlink(missing_ok=True)
+      (workdir / select.BEST_WEIGHTS).unlink(missing_ok=True)  # a previous run's record
 
   pad_lengths = _pad_lengths(cfg)
   if is_host0:  # the steps after `start` are trained (and logged) again: each step once in metrics.jsonl

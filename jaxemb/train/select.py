@@ -249,7 +249,7 @@ def parse_alphas(value: str) -> list[float]:
   return alphas
 
 
-BEST_JSON, BEST_WEIGHTS = "best.json", "best_encoder.safetensors"
+BEST_WEIGHTS = "best_encoder.safetensors"  # validation.keep_best's record: weights + step + score in one file
 
 
 def _path_key(path) -> str:
@@ -257,30 +257,30 @@ def _path_key(path) -> str:
 
 
 def save_best(workdir: Path, step: int, score: float, encoder_tree: Any) -> None:
-  """Persists the best step of validation.keep_best (the encoder as safetensors, then best.json naming it;
-  each file written to a temporary name and renamed), so a resumed run still knows it."""
+  """Persists the best step of validation.keep_best, so that a resumed run still knows it: the encoder as
+  safetensors with its step and score in the file's metadata, written to a temporary name and renamed (one
+  file: the weights and the step they belong to can never disagree)."""
   from safetensors.numpy import save_file
   flat = {_path_key(k): np.ascontiguousarray(v) for k, v in jax.tree_util.tree_flatten_with_path(encoder_tree)[0]}
   tmp = workdir / (BEST_WEIGHTS + ".tmp")
-  save_file(flat, str(tmp))
+  save_file(flat, str(tmp), metadata={"step": str(int(step)), "val_probe_f1": repr(float(score))})
   tmp.replace(workdir / BEST_WEIGHTS)
-  write_json(workdir / BEST_JSON, {"step": int(step), "val_probe_f1": float(score)})
 
 
 def load_best(workdir: Path, template: Any, resumed_at: int) -> tuple[float, int, Any] | None:
   """(val_probe_f1, step, encoder tree shaped like `template`) of the best step saved at or before
   `resumed_at`, or None (no record, or one from steps that will be trained again)."""
-  from safetensors.numpy import load_file
-  meta, weights = workdir / BEST_JSON, workdir / BEST_WEIGHTS
-  if not (meta.exists() and weights.exists()):
+  from safetensors import safe_open
+  path = workdir / BEST_WEIGHTS
+  if not path.exists():
     return None
-  record = json.loads(meta.read_text())
-  if int(record["step"]) > resumed_at:
-    return None
-  flat = load_file(str(weights))
-  leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-  tree = jax.tree_util.tree_unflatten(treedef, [flat[_path_key(k)] for k, _ in leaves])
-  return float(record["val_probe_f1"]), int(record["step"]), tree
+  with safe_open(str(path), framework="numpy") as f:
+    meta = f.metadata()
+    if int(meta["step"]) > resumed_at:
+      return None
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    tree = jax.tree_util.tree_unflatten(treedef, [f.get_tensor(_path_key(k)) for k, _ in leaves])
+  return float(meta["val_probe_f1"]), int(meta["step"]), tree
 
 
 def write_json(path: Path, obj: dict) -> None:
