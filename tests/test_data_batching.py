@@ -288,12 +288,13 @@ def test_metadata_random_sampler_is_a_plain_shuffle(prepared):
 
 
 def test_metadata_batches_mark_duplicate_documents(prepared):
-  """`dup` (SupCon's groups) = the index of the first row in the batch with the same token ids: distinct
-  documents get their own index; a document drawn twice gets its first row's index."""
+  """`dup` (SupCon's groups) = the index of the first row in the batch with the same token ids as the model sees
+  them (cut to the batch's width): distinct rows get their own index; a repeated row its first one's."""
   from jaxemb.data.batching import duplicate_ids
   it = MetadataBatches(prepared, batch_size=8, max_length=128)
   b = it.batch(0)
   docs = it.plan(0)
-  toks = [tuple(t) for t in prepared.tokens_many(docs)]
+  width = b["input_ids"].shape[1] - 2
+  toks = [tuple(t[:width]) for t in prepared.tokens_many(docs)]
   np.testing.assert_array_equal(b["dup"], [toks.index(t) for t in toks])  # by hand: first equal row
   assert duplicate_ids([[1, 2], [3], [1, 2], [3], [4]]).tolist() == [0, 1, 0, 1, 4]

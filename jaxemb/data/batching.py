@@ -231,10 +231,14 @@ class _Batches:
     return mask_tokens(ids_BxL, mask_BxL, self.special, draws.rows(row_slice.start, row_slice.stop),
                        mask_prob=self.mask_prob, replacement_ids=self._replacements)
 
-  def _truncated_batch(self, docs_B: np.ndarray, step: int, max_length: int) -> dict[str, np.ndarray]:
-    """One document per row, cut to max_length - 2 tokens, padded to the bucket of the longest global row."""
+  def _truncated_batch(self, docs_B: np.ndarray, step: int, max_length: int,
+                       global_tokens: list | None = None) -> dict[str, np.ndarray]:
+    """One document per row, cut to max_length - 2 tokens, padded to the bucket of the longest global row.
+    `global_tokens`: the token ids of every document of the global batch when the caller has read them."""
     L = bucket_length(int(np.minimum(self.prepared.lengths[docs_B] + 2, max_length).max()), max_length)
-    toks = [t[:L - 2] for t in self.prepared.tokens_many(docs_B[self.host_rows])]
+    host = (self.prepared.tokens_many(docs_B[self.host_rows]) if global_tokens is None
+            else global_tokens[self.host_rows])
+    toks = [t[:L - 2] for t in host]
     ids_BxL, mask_BxL = _pad_rows(toks, L, self.special)
     out = self._mask(ids_BxL, mask_BxL, step, self.batch_size, self.host_rows)
     return {"input_ids": out["input_ids"], "attention_mask": mask_BxL, "mlm_positions": out["mlm_positions"],
@@ -422,10 +426,13 @@ class MetadataBatches(_Batches):
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
     docs_B = self.plan(step)
-    out = self._truncated_batch(docs_B, step, self.max_length)
+    # SupCon's duplicate ids are over the GLOBAL batch (every host computes the same ids from the unmasked
+    # rows), so every host reads the global batch's tokens once, and keeps its own rows for the batch.
+    toks_B = self.prepared.tokens_many(docs_B)
+    out = self._truncated_batch(docs_B, step, self.max_length, global_tokens=toks_B)
     out["category"] = self.prepared.category_index[docs_B[self.host_rows]].astype(np.int32)
-    # over the GLOBAL batch (every host computes the same ids), from the unmasked documents
-    out["dup"] = duplicate_ids([t[:self.max_length - 2] for t in self.prepared.tokens_many(docs_B)])[self.host_rows]
+    L = out["input_ids"].shape[1]  # the rows as the model sees them: equal there = duplicates
+    out["dup"] = duplicate_ids([t[:L - 2] for t in toks_B])[self.host_rows]
     return out
 
 
