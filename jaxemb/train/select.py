@@ -164,16 +164,21 @@ def _mean_macro_f1(cv) -> float:
   return float(np.mean([f1_score(y, p, average="macro") for p in preds]))
 
 
+_COMPUTE = object()  # scores(cv=...): not given, compute it
+
+
 def scores(z_NxD: np.ndarray, z0_NxD: np.ndarray, vs: ValidationSet, folds: int, repeats: int = 1,
-           base_preds: np.ndarray | None = None) -> dict[str, Any]:
+           base_preds: np.ndarray | None = None, cv: Any = _COMPUTE) -> dict[str, Any]:
   """Validation scores of embeddings z against the base's z0. With labels and `base_preds` (the base's
   out-of-fold predictions, same partitions) also the paired difference from the base: val_diff, its 95%
-  bootstrap interval over validation documents (val_ci_low / val_ci_high) and val_verdict."""
+  bootstrap interval over validation documents (val_ci_low / val_ci_high) and val_verdict. `cv`: z's
+  cv_probe_predictions when the caller already has them."""
   from jaxemb.eval.compare import paired_bootstrap
   out: dict[str, Any] = {"val_uniformity": uniformity(z_NxD),
                          "val_base_distance": float(np.mean(1.0 - np.sum(_unit(z_NxD) * _unit(z0_NxD), axis=1)))}
   if vs.has_labels:
-    cv = cv_probe_predictions(z_NxD, vs.labels_N, folds, repeats)
+    if cv is _COMPUTE:
+      cv = cv_probe_predictions(z_NxD, vs.labels_N, folds, repeats)
     out["val_probe_f1"] = _mean_macro_f1(cv)
     out["val_alignment"] = alignment(z_NxD, vs.labels_N)
     if cv is not None and base_preds is not None:
@@ -193,7 +198,7 @@ class Validator:
                                           max_length=int(cfg.validation.max_length), seed=cfg.seed)
     self.initial = initial_encoder
     self._z0 = None
-    self._base_cv = None  # (the base's cross-validated predictions or None,) once computed
+    self._base_cv = _COMPUTE  # the base's cv_probe_predictions (None: not computable), once computed
 
   @property
   def available(self) -> bool:
@@ -204,31 +209,30 @@ class Validator:
       self._z0 = embed(self.initial, self.vs, self.config)
     return self._z0
 
-  def _base_preds(self) -> np.ndarray | None:
-    if not self.vs.has_labels:
-      return None
-    if self._base_cv is None:
+  def base_cv(self):
+    """The base's cv_probe_predictions (None without labels or when not computable), computed once."""
+    if self._base_cv is _COMPUTE:
       self._base_cv = (cv_probe_predictions(self.z0(), self.vs.labels_N, int(self.cfg.validation.folds),
-                                            self._repeats),)
-    cv = self._base_cv[0]
-    return None if cv is None else cv[2]
+                                            int(self.cfg.validation.repeats)) if self.vs.has_labels else None)
+    return self._base_cv
 
-  @property
-  def _repeats(self) -> int:
-    return int(self.cfg.validation.get("repeats", 1))
+  def _scores(self, z: np.ndarray, cv: Any = _COMPUTE) -> dict[str, Any]:
+    base = self.base_cv()
+    return scores(z, self.z0(), self.vs, int(self.cfg.validation.folds), int(self.cfg.validation.repeats),
+                  None if base is None else base[2], cv)
 
   def score(self, params_encoder) -> dict[str, Any]:
-    return scores(embed(params_encoder, self.vs, self.config), self.z0(), self.vs, int(self.cfg.validation.folds),
-                  self._repeats, self._base_preds())
+    return self._scores(embed(params_encoder, self.vs, self.config))
 
   def choose_alpha(self, trained_encoder, alphas: list[float]) -> dict[str, Any]:
     """Scores of each interpolation weight and the chosen one (see the module docstring); a = 0 is the base
     (its embeddings are the anchor's: scored once, whether or not 0 is among the candidates)."""
     table = []
-    base_preds = self._base_preds()
     for a in sorted(set([0.0, *alphas])):
-      z = self.z0() if a == 0.0 else embed(interpolate(self.initial, trained_encoder, a), self.vs, self.config)
-      s = scores(z, self.z0(), self.vs, int(self.cfg.validation.folds), self._repeats, base_preds)
+      if a == 0.0:  # the base: its embeddings and cross-validated predictions are the anchor's, computed once
+        s = self._scores(self.z0(), cv=self.base_cv())
+      else:
+        s = self._scores(embed(interpolate(self.initial, trained_encoder, a), self.vs, self.config))
       table.append({"alpha": a, "candidate": a in alphas, **s})
     if self.vs.has_labels:
       best = max((r for r in table if r["candidate"]),
