@@ -413,3 +413,20 @@ def test_keep_best_survives_a_resume(tmp_path):
   assert flat.keys() == step2.keys()
   for k in step2:
     np.testing.assert_array_equal(flat[k], step2[k])
+
+
+def test_validation_embeddings_do_not_depend_on_the_length_buckets(params):
+  """embed() cuts each batch of length-sorted rows to its own bucket; the vectors equal mean pooling of the
+  same rows at full width (the padding is masked out of attention and of the mean)."""
+  from jaxemb.models.encoder import pooled_embeddings
+  rng = np.random.default_rng(3)
+  lengths = np.sort(rng.integers(3, 30, 20))                  # sorted, as from_prepared stores them
+  ids = np.zeros((32, 32), np.int32)
+  mask = np.zeros((32, 32), np.int32)
+  for i, n in enumerate(np.concatenate([lengths, np.full(12, lengths[-1])])):
+    ids[i, :n] = rng.integers(5, CFG.vocab_size, n)
+    mask[i, :n] = 1
+  vs = select.ValidationSet(ids, mask, np.zeros(20, np.int64), 20)
+  got = select.embed(params["encoder"], vs, CFG)
+  want = np.asarray(pooled_embeddings(params["encoder"], jnp.asarray(ids), jnp.asarray(mask), config=CFG))[:20]
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
