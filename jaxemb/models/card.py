@@ -11,6 +11,8 @@ from typing import Any
 
 import ml_collections
 
+from jaxemb.resolve import EXPORT_RECORD
+
 _VERDICT_START = "<!-- jaxemb:verdict -->"
 _VERDICT_END = "<!-- /jaxemb:verdict -->"
 
@@ -32,9 +34,11 @@ def _levers(cfg: ml_collections.ConfigDict) -> list[str]:
   return out
 
 
-def write_model_card(model_dir: Path, *, cfg: ml_collections.ConfigDict, base_name: str, data_spec: dict | None,
-                     export: dict[str, Any], steps: int) -> Path:
-  """Writes model_dir/README.md (atomically)."""
+def export_files(*, cfg: ml_collections.ConfigDict, base_name: str, data_spec: dict | None,
+                 export: dict[str, Any], steps: int) -> dict[str, str]:
+  """The card (README.md) and the export record (EXPORT_RECORD) of an exported model folder, as texts for
+  `Encoder.save_pretrained(extra_files=...)`: written with the weights in one rename, so a folder with the
+  record is a finished export (eval.py refuses a training run's model/ without it)."""
   corpus = (data_spec or {}).get("corpus", {})
   lines = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
            "tags: [jaxemb, domain-adaptation, healthcare]", "---", "",
@@ -45,7 +49,7 @@ def write_model_card(model_dir: Path, *, cfg: ml_collections.ConfigDict, base_na
            f"| base model | `{base_name}` |",
            f"| corpus | `{corpus.get('path', cfg.data.path or 'quick-start corpus')}` |",
            f"| corpus sha256 | `{corpus.get('sha256', 'n/a')}` |",
-           f"| splits seen in training | all but `{cfg.data.exclude_splits}` |",
+           f"| splits seen in training | all but `{','.join(export.get('excluded_splits', []))}` |",
            f"| objective | `{cfg.objective}` |",
            f"| steps x batch | {steps} x {cfg.batch_size} (lr {cfg.optim.lr}, max_length {cfg.data.max_length}) |"]
   for lever in _levers(cfg):
@@ -56,17 +60,15 @@ def write_model_card(model_dir: Path, *, cfg: ml_collections.ConfigDict, base_na
                  f"{interp['n_validation_docs']} validation documents) |")
   if "best_step" in export:
     lines.append(f"| kept step | {export['best_step']} of {export['last_step']} (best validation probe) |")
+  if export.get("validation_trained_on"):
+    lines.append("| caution | training also saw the validation documents that chose the weights above "
+                 "(validation.include_in_training): the choice is biased toward the trained weights |")
   lines += ["", "## Evaluation", "", _VERDICT_START,
             "Not evaluated yet: `python eval.py --config configs/eval.py --config.models=BASE,THIS_FOLDER ...` "
             "compares it with its base and writes the verdict here.", _VERDICT_END, "",
             "Load it with `jaxemb.Encoder.from_pretrained(folder)` or `sentence_transformers.SentenceTransformer"
             "(folder)`.", ""]
-  path = Path(model_dir) / "README.md"
-  tmp = path.with_suffix(".md.tmp")
-  tmp.write_text("\n".join(lines))
-  tmp.replace(path)
-  (Path(model_dir) / "jaxemb_export.json").write_text(json.dumps({"base": base_name, **export}, indent=2) + "\n")
-  return path
+  return {"README.md": "\n".join(lines), EXPORT_RECORD: json.dumps({"base": base_name, **export}, indent=2) + "\n"}
 
 
 def write_verdict(model_dir: Path, markdown: str) -> bool:

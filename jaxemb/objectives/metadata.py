@@ -30,7 +30,9 @@ def defaults() -> ml_collections.ConfigDict:
   c.temperature = 0.1
   c.use_mlm = True
   c.use_note = True
-  c.dedup = True           # rows with the same text are out of each other's SupCon positives and denominators
+  # True: rows with the same text are out of each other's SupCon positives and denominators. A lever, off by
+  # default, so the paper's SupCon runs unchanged (docs/ADAPTATION.md).
+  c.dedup = False
   # random (plain shuffled batches, the original), balanced (>= 2 docs per sampled category) or
   # length_bucketed (shuffled, then length-sorted windows of batches: less padding, length-matched rows)
   c.sampler = "random"

@@ -10,8 +10,9 @@ only dropout differs). Measured on MiniLM: with dropout positives the loss is ~1
 two views are nearly the same vector), so there is almost no signal; two windows of a note are a real task.
 Anchors and positives go through the encoder in one pass (2B rows: the hash dropout gives every row its own
 mask); NT-Xent (tau 0.05) runs over the
-GLOBAL batch. Rows whose token ids are identical (the same text after the tokenizer's normalisation) are left
-out of each other's denominators (`dup_B`), so a duplicated note is never a false negative.
+GLOBAL batch. Rows of documents with the same text (after whitespace and case normalisation, the split planner's
+duplicate key) are left out of each other's denominators (`dup_B`), so a duplicated note is never a false
+negative, whichever windows of it the two rows show.
 
 `python train.py --config configs/simcse.py --workdir DIR`; the recommended recipe (configs/adapt.py) uses it.
 """
@@ -26,7 +27,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxemb.data.batching import DEFAULT_EXCLUDE_SPLITS, _Batches, _pad_rows, _rng, bucket_length, duplicate_ids
+from jaxemb.data.batching import (DEFAULT_EXCLUDE_SPLITS, _Batches, _pad_rows, _rng, bucket_length,
+                                  document_text_keys, first_of_equal_keys)
 from jaxemb.models.encoder import encode, mean_pool
 from jaxemb.objectives import Objective
 from jaxemb.objectives.losses import nt_xent
@@ -51,7 +53,7 @@ def defaults() -> ml_collections.ConfigDict:
 
 class SimCSEBatches(_Batches):
   """Rows = one window of one document: input_ids BxL, attention_mask BxL, dup_B int32 (the global row index of
-  the first row in the batch with the same token ids; equal ids = duplicates). L = the bucket of the longest
+  the first row in the batch whose DOCUMENT has the same text after whitespace and case normalisation). L = the bucket of the longest
   global row, capped at max_length. Every document with >= 1 token is used (no length requirement)."""
 
   def __init__(self, prepared, *, batch_size: int, max_length: int = 128, seed: int = 0, window: str = "random",
@@ -75,6 +77,7 @@ class SimCSEBatches(_Batches):
     self.n_empty_skipped = int((lengths == 0).sum())
     self.doc_indices = self.doc_indices[lengths > 0]
     self._check_nonempty(len(self.doc_indices), "documents")
+    self.doc_keys = document_text_keys(prepared, self.doc_indices)
 
   def drop_counts(self) -> dict[str, int]:
     return {"simcse/empty_skipped": self.n_empty_skipped}
@@ -111,10 +114,11 @@ class SimCSEBatches(_Batches):
     (starts_B, starts2_B), (lengths_B, lengths2_B) = self._windows(docs_B, epoch)
     L = bucket_length(int(max(lengths_B.max(), lengths2_B.max() if self.positive == "windows" else 0)) + 2,
                       self.max_length)
-    # Duplicate ids over the GLOBAL batch (every host computes the same ones from the token ids).
+    # Duplicate ids over the GLOBAL batch, by document: two copies of a note cut into different windows are
+    # still each other's positive material, not negatives (every host computes the same ids).
+    dup_B = first_of_equal_keys([self.doc_keys[int(d)] for d in docs_B])
     toks_B = self.prepared.tokens_many(docs_B)
     rows = [t[s:s + n] for t, s, n in zip(toks_B, starts_B, lengths_B)]
-    dup_B = duplicate_ids(rows)
     ids_BxL, mask_BxL = _pad_rows(rows[self.host_rows], L, self.special)
     out = {"input_ids": ids_BxL, "attention_mask": mask_BxL, "dup": dup_B[self.host_rows]}
     if self.positive == "windows":

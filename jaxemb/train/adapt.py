@@ -42,7 +42,7 @@ def defaults(c: ml_collections.ConfigDict) -> None:
   c.lora.targets = "attention,ffn"
   c.mlm_head = ml_collections.ConfigDict()
   c.mlm_head.bias_init = "zeros"   # zeros or unigram (log-frequencies of the training corpus's tokens)
-  c.mlm_head.warmup_steps = 0      # steps with the encoder frozen while only the heads train
+  c.mlm_head.warmup_steps = 0      # optimiser updates with the encoder frozen while only the heads train
   c.anchor = ml_collections.ConfigDict()
   c.anchor.l2sp = 0.0              # lambda of lambda/2 * ||theta - theta0||^2 (encoder)
   c.anchor.distill = 0.0           # weight of the embedding self-distillation term
@@ -53,9 +53,10 @@ class Levers:
   frozen_embeddings: bool = False
   frozen_layers: int = 0
   lora_scale: float = 0.0          # 0 = no LoRA
-  warmup_steps: int = 0
+  warmup_steps: int = 0            # optimiser updates, as every step count of the config
   l2sp: float = 0.0
   distill: float = 0.0
+  accumulate: int = 1              # micro-batches per optimiser update: the loop's step counts micro-batches
 
   @classmethod
   def from_config(cls, cfg: ml_collections.ConfigDict, num_layers: int) -> "Levers":
@@ -69,7 +70,7 @@ class Levers:
     return cls(frozen_embeddings=bool(cfg.freeze.embeddings), frozen_layers=int(cfg.freeze.layers),
                lora_scale=float(cfg.lora.alpha) / rank if rank else 0.0,
                warmup_steps=int(cfg.mlm_head.warmup_steps), l2sp=float(cfg.anchor.l2sp),
-               distill=float(cfg.anchor.distill))
+               distill=float(cfg.anchor.distill), accumulate=int(cfg.optim.accumulate))
 
   @property
   def needs_anchor(self) -> bool:
@@ -78,7 +79,11 @@ class Levers:
 
   @property
   def active(self) -> bool:
-    return self != Levers()
+    return dataclasses.replace(self, accumulate=1) != Levers()
+
+  def _in_warmup(self, step: jax.Array) -> jax.Array:
+    """Whether micro-step `step` belongs to one of the first `warmup_steps` optimiser updates."""
+    return step // self.accumulate < self.warmup_steps
 
   # ---------------------------------------------------------------------------------------------- freezing
   def frozen(self, params: dict) -> dict:
@@ -96,8 +101,8 @@ class Levers:
 
   def update_scale(self, params: dict, step: jax.Array) -> dict:
     """Per-leaf multiplier of the optimiser update: 0 for frozen leaves and, during the head warm-up, for
-    every encoder / adapter leaf; 1 elsewhere."""
-    in_warmup = step < self.warmup_steps
+    every encoder / adapter leaf; 1 elsewhere. `step` counts micro-batches."""
+    in_warmup = self._in_warmup(step)
 
     def scale(path, frozen):
       keys = [getattr(k, "key", str(k)) for k in path]
@@ -109,11 +114,12 @@ class Levers:
     return jax.tree_util.tree_map_with_path(scale, self.frozen(params))
 
   def effective(self, params: dict, step: jax.Array) -> dict:
-    """The params the objective sees: frozen leaves behind stop_gradient, adapters merged in."""
+    """The params the objective sees at micro-step `step`: frozen leaves behind stop_gradient, adapters merged
+    in."""
     frozen = self.frozen(params)
     out = jax.tree.map(lambda p, f: jax.lax.stop_gradient(p) if f else p, params, frozen)
     if self.warmup_steps:
-      in_warmup = step < self.warmup_steps
+      in_warmup = self._in_warmup(step)
       out["encoder"] = jax.tree.map(lambda p: jnp.where(in_warmup, jax.lax.stop_gradient(p), p), out["encoder"])
     if self.lora_scale:
       adapters = out.pop("lora")

@@ -22,9 +22,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxemb.cli import UserError
 from jaxemb.models.api import Encoder
 from jaxemb import objectives
-from jaxemb.models.lora import interpolate
 from jaxemb.train import adapt, select
-from jaxemb.models.card import write_model_card
+from jaxemb.train.export import export, export_complete
 from jaxemb.resolve import checkpoint_steps
 from jaxemb.train import checkpoint as ckpt
 from jaxemb.train.workdir import WorkdirLock, truncate_metrics
@@ -96,8 +95,7 @@ def open_corpus(cfg: ml_collections.ConfigDict, tokenizer):
       prepared = prep()
   else:
     prepared = prep()
-  exclude = tuple(s for s in cfg.data.exclude_splits.split(",") if s)
-  common = dict(batch_size=cfg.batch_size, seed=cfg.seed, exclude_splits=exclude,
+  common = dict(batch_size=cfg.batch_size, seed=cfg.seed, exclude_splits=select.training_exclude_splits(cfg),
                 process_index=jax.process_index(), process_count=jax.process_count())
   return path, prepared, objective.batches(cfg, prepared, common)
 
@@ -257,10 +255,12 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   is_host0 = jax.process_index() == 0
   _check_workdir(cfg, workdir, is_host0)
   saved = checkpoint_steps(workdir)
-  if saved and saved[-1] >= int(cfg.total_steps) * int(cfg.optim.accumulate):
-    _say(f"{workdir} is already at step {saved[-1]} (total_steps {cfg.total_steps}): nothing to train")
-    return {"workdir": str(workdir), "steps": int(cfg.total_steps) * int(cfg.optim.accumulate),
-            "start": saved[-1], "final": {}, "already_done": True}
+  total = int(cfg.total_steps) * int(cfg.optim.accumulate)
+  if saved and saved[-1] >= total:
+    if saved[-1] > total or not cfg.checkpoint.export_final or export_complete(workdir, total):
+      _say(f"{workdir} is already at step {saved[-1]} (total_steps {cfg.total_steps}): nothing to train")
+      return {"workdir": str(workdir), "steps": total, "start": saved[-1], "final": {}, "already_done": True}
+    _say(f"{workdir} is at its last step {total} but its export is missing or incomplete: exporting it")
   enable_compilation_cache(cfg.compilation_cache)
 
   # -- mesh: one "data" axis over every device of every host.
@@ -277,7 +277,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
     _say(f"model {encoder}; corpus {corpus_path}: {prepared}")
     # How the corpus was split and what pre-training drops: the evaluator checks its test split against it.
     from jaxemb.data.spec import write_data_spec
-    write_data_spec(workdir, prepared, cfg.data, batches)
+    write_data_spec(workdir, prepared, cfg.data, batches, exclude=select.training_exclude_splits(cfg))
     _write_config(cfg, workdir)  # after the data-spec check, so a refused resume leaves config.json as it was
     drops = drop_counts(prepared, batches)
     if any(drops.values()):
@@ -327,7 +327,6 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   log = MetricsLog(workdir, is_host0)
   if is_host0 and start == 0:  # row 0: what the run does not train on, by reason (kept by a resume)
     log.write(0, {f"drops/{k}": float(v) for k, v in drop_counts(prepared, batches).items()})
-  total = int(cfg.total_steps) * accumulate
   bar = _progress(is_host0, start, total)
   meta = {"objective": cfg.objective, "model_init": str(cfg.model.init), "corpus": str(corpus_path)}
   pending = None  # (step, metrics on device): read after the next step is dispatched (no host sync per step)
@@ -347,21 +346,26 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
       tokens_since += tokens
       done = step + 1
       save_now = done % cfg.checkpoint.every == 0 or done == total
-      if save_now or done % cfg.log_every == 0 or done == total:
+      log_now = save_now or done % cfg.log_every == 0
+      validate_now = validator is not None and every > 0 and (done % every == 0 or done == total)
+      row = {}
+      if log_now:
         last = _check(pending)
         pending = None
         now = time.time()
         last["tokens_per_sec"] = tokens_since / max(now - t_last, 1e-9)
         t_last, tokens_since = now, 0
-        if validator is not None and every > 0 and (done % every == 0 or done == total):
-          enc_now = _host_tree(adapt.final_encoder(state.params, cfg))
-          last.update(validator.score(enc_now))
-          if cfg.validation.keep_best and "val_probe_f1" in last and (best is None or last["val_probe_f1"] > best[0]):
-            best = (last["val_probe_f1"], done, enc_now)
-            select.save_best(workdir, done, best[0], enc_now)
-        log.write(done, last)
-        if bar is not None:
-          bar.set_postfix(loss=f"{last['loss']:.4f}", tok_s=f"{last['tokens_per_sec']:.0f}")
+        row = last
+      if validate_now:  # on its own schedule: a validation step need not be a log step
+        enc_now = _host_tree(adapt.final_encoder(state.params, cfg))
+        row.update(validator.score(enc_now))
+        if cfg.validation.keep_best and "val_probe_f1" in row and (best is None or row["val_probe_f1"] > best[0]):
+          best = (row["val_probe_f1"], done, enc_now)
+          select.save_best(workdir, done, best[0], enc_now)
+      if row:
+        log.write(done, row)
+      if log_now and bar is not None:
+        bar.set_postfix(loss=f"{last['loss']:.4f}", tok_s=f"{last['tokens_per_sec']:.0f}")
       if save_now:
         _check_params(state.params, done)  # never save NaN/Inf weights
         ckpt.save(mngr, done, state.params,
@@ -379,25 +383,10 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   if pending is not None:
     last = _check(pending)
   if is_host0 and cfg.checkpoint.export_final:
-    trained = _host_tree(adapt.final_encoder(state.params, cfg))
-    report = {"last_step": total}
-    if best is not None:
-      trained = best[2]
-      report.update(best_step=best[1], best_val_probe_f1=best[0])
-      _say(f"keeping step {best[1]} (val_probe_f1 {best[0]:.4f}) of {total}")
-    if validator is not None and alphas:
-      choice = validator.choose_alpha(trained, alphas)
-      trained = interpolate(initial_encoder, trained, choice["chosen_alpha"])
-      report["interpolation"] = choice
-      _say(f"interpolated (1-a)*theta0 + a*theta with a = {choice['chosen_alpha']} ({choice['criterion']})")
-    final = encoder.replace_params({"encoder": trained,
-                                    "mlm_head": _host_tree(state.params["mlm_head"])})
-    final.save_pretrained(workdir / "model")
-    select.write_json(workdir / "export.json", report)
-    spec_path = workdir / "data_spec.json"
-    write_model_card(workdir / "model", cfg=cfg, base_name=str(cfg.model.init),
-                     data_spec=json.loads(spec_path.read_text()) if spec_path.exists() else None, export=report,
-                     steps=total)
+    export(cfg, workdir, encoder=encoder, trained=_host_tree(adapt.final_encoder(state.params, cfg)),
+           mlm_head=_host_tree(state.params["mlm_head"]), initial_encoder=initial_encoder, best=best,
+           validator=validator, alphas=alphas, total=total, excluded_splits=select.training_exclude_splits(cfg),
+           say=_say)
   mngr.close()
   return {"workdir": str(workdir), "steps": total, "start": start, "final": last}
 

@@ -25,7 +25,7 @@ import dataclasses
 import json
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
@@ -46,9 +46,28 @@ def defaults(c: ml_collections.ConfigDict) -> None:
   c.validation.folds = 5           # k of the cross-validated probe (labels only)
   c.validation.repeats = 3         # fold partitions averaged (less partition noise in a small validation split)
   c.validation.keep_best = False   # with labels: export the step with the best val_probe_f1, not the last
+  # False: a run that scores or chooses on the validation split (validation.every, validation.keep_best,
+  # interpolate.alphas) does not train on it, so the choice is made on unseen documents. True trains on them too
+  # (the choice is then biased toward the trained weights; data_spec.json, export.json and the card say so).
+  c.validation.include_in_training = False
   c.interpolate = ml_collections.ConfigDict()
   c.interpolate.alphas = ""        # e.g. "0.25,0.5,0.75,1.0": export (1-a)*theta0 + a*theta; "" = the trained weights
   c.interpolate.default_alpha = 0.5  # the weight used when the corpus has no label field to choose by
+
+
+def reads_validation(cfg: ml_collections.ConfigDict) -> bool:
+  """Whether the run scores or chooses anything on the validation split."""
+  return bool(int(cfg.validation.every) > 0 or cfg.validation.keep_best or parse_alphas(cfg.interpolate.alphas))
+
+
+def training_exclude_splits(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The splits training does not see: `data.exclude_splits`, plus "validation" when the run selects on it
+  (`reads_validation`) unless `validation.include_in_training`."""
+  from jaxemb.data.spec import exclude_splits
+  out = exclude_splits(cfg.data)
+  if reads_validation(cfg) and not cfg.validation.include_in_training and "validation" not in out:
+    out = (*out, "validation")
+  return out
 
 
 @dataclasses.dataclass
@@ -126,29 +145,49 @@ def alignment(z_NxD: np.ndarray, labels_N: np.ndarray) -> float:
   return float(sq[iu][pairs].mean()) if pairs.any() else float("nan")
 
 
+class CVPredictions(NamedTuple):
+  """Out-of-fold predictions of the cross-validated probe and the scheme that made them."""
+  keep_N: np.ndarray      # bool [N]: the documents scored (labelled, of a class with >= 2 documents)
+  y: np.ndarray           # int [N']: their labels
+  preds: np.ndarray       # int [repeats, N']: one row of out-of-fold predictions per fold partition
+  scheme: dict[str, Any]  # folds, repeats, documents and classes kept and dropped (export.json, the log)
+
+
+CV_SCHEME = ("stratified k-fold over the classes with >= 2 validation documents, k = validation.folds (fewer "
+             "only when the largest class is smaller), repeated with validation.repeats seeded partitions; a "
+             "class with fewer than k documents is spread over fewer folds, so each held-out document still has "
+             "a training document of its class; single-document classes cannot be both and are left out")
+
+
 def cv_probe_predictions(z_NxD: np.ndarray, labels_N: np.ndarray, folds: int, repeats: int = 1
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-  """Out-of-fold predictions of a logistic regression probe (standardised features, C = 1) under stratified
-  k-fold cross-validation, one row per fold partition (seeds 0 .. repeats-1), over the documents of classes
-  with >= 2 of them: (kept document mask [N], their labels [N'], predictions [repeats, N']); None when
-  fewer than 2 classes or folds are possible."""
+                         ) -> CVPredictions | None:
+  """Out-of-fold predictions of a logistic regression probe (standardised features, C = 1), one row per fold
+  partition (seeds 0 .. repeats-1), under the scheme `CV_SCHEME`. The number of folds does not shrink to the
+  smallest class (it used to: a corpus whose rarest validation class has 2 documents was scored with 2
+  folds). None when fewer than 2 classes or 2 folds are possible."""
+  import warnings
   from sklearn.linear_model import LogisticRegression
   from sklearn.model_selection import StratifiedKFold, cross_val_predict
   from sklearn.pipeline import make_pipeline
   from sklearn.preprocessing import StandardScaler
-  keep = labels_N >= 0
-  classes, counts = np.unique(labels_N[keep], return_counts=True)
-  keep &= np.isin(labels_N, classes[counts >= 2])
+  labelled = labels_N >= 0
+  classes, counts = np.unique(labels_N[labelled], return_counts=True)
+  keep = labelled & np.isin(labels_N, classes[counts >= 2])
   x, y = z_NxD[keep], labels_N[keep]
-  if len(np.unique(y)) < 2:
+  kept = counts[counts >= 2]
+  k = int(min(folds, kept.max())) if len(kept) else 0
+  if len(kept) < 2 or k < 2:
     return None
-  k = int(min(folds, np.min(np.unique(y, return_counts=True)[1])))
-  if k < 2:
-    return None
+  scheme = {"scheme": CV_SCHEME, "folds": k, "repeats": max(int(repeats), 1), "n_docs": int(keep.sum()),
+            "n_classes": int(len(kept)), "smallest_class_docs": int(kept.min()),
+            "dropped_docs": int(labelled.sum() - keep.sum()),
+            "dropped_classes": [int(c) for c in classes[counts < 2]]}
   model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
-  preds = np.stack([cross_val_predict(model, x, y, cv=StratifiedKFold(k, shuffle=True, random_state=r))
-                    for r in range(max(int(repeats), 1))])
-  return keep, y, preds
+  with warnings.catch_warnings():  # "least populated class has only m members": intended, recorded in scheme
+    warnings.filterwarnings("ignore", message=".*least populated class.*", category=UserWarning)
+    preds = np.stack([cross_val_predict(model, x, y, cv=StratifiedKFold(k, shuffle=True, random_state=r))
+                      for r in range(scheme["repeats"])])
+  return CVPredictions(keep, y, preds, scheme)
 
 
 def cv_probe_f1(z_NxD: np.ndarray, labels_N: np.ndarray, folds: int, repeats: int = 1) -> float:
@@ -160,8 +199,7 @@ def _mean_macro_f1(cv) -> float:
   from sklearn.metrics import f1_score
   if cv is None:
     return float("nan")
-  _, y, preds = cv
-  return float(np.mean([f1_score(y, p, average="macro") for p in preds]))
+  return float(np.mean([f1_score(cv.y, p, average="macro") for p in cv.preds]))
 
 
 _COMPUTE = object()  # scores(cv=...): not given, compute it
@@ -182,7 +220,7 @@ def scores(z_NxD: np.ndarray, z0_NxD: np.ndarray, vs: ValidationSet, folds: int,
     out["val_probe_f1"] = _mean_macro_f1(cv)
     out["val_alignment"] = alignment(z_NxD, vs.labels_N)
     if cv is not None and base_preds is not None:
-      _, y, preds = cv
+      y, preds = cv.y, cv.preds
       cmp = paired_bootstrap(y, preds, base_preds, num_classes=int(max(y.max(), preds.max(), base_preds.max())) + 1)
       out.update(val_diff=cmp["diff"], val_ci_low=cmp["ci_low"], val_ci_high=cmp["ci_high"],
                  val_verdict=cmp["verdict"])
@@ -219,7 +257,7 @@ class Validator:
   def _scores(self, z: np.ndarray, cv: Any = _COMPUTE) -> dict[str, Any]:
     base = self.base_cv()
     return scores(z, self.z0(), self.vs, int(self.cfg.validation.folds), int(self.cfg.validation.repeats),
-                  None if base is None else base[2], cv)
+                  None if base is None else base.preds, cv)
 
   def score(self, params_encoder) -> dict[str, Any]:
     return self._scores(embed(params_encoder, self.vs, self.config))
@@ -240,7 +278,9 @@ class Validator:
       chosen, criterion = best["alpha"], "val_probe_f1"
     else:
       chosen, criterion = float(self.cfg.interpolate.default_alpha), "default_alpha (no label field)"
-    return {"chosen_alpha": chosen, "criterion": criterion, "n_validation_docs": self.vs.n_docs, "table": table}
+    base = self.base_cv()
+    return {"chosen_alpha": chosen, "criterion": criterion, "n_validation_docs": self.vs.n_docs,
+            "cv": None if base is None else base.scheme, "table": table}
 
 
 def parse_alphas(value: str) -> list[float]:
