@@ -17,34 +17,25 @@ FDA (+0.014) and MedQuAD (a = 0: the base); steps, lr, tau and the MLM lever swe
 Argument `:smoke` -> a few steps with a tiny batch.
 """
 
-from jaxemb.train.config import base_config, smoke
+from jaxemb.train.config import base_config, variant
 
 
 def get_config(arg: str = ""):
   c = base_config("simcse")
-  c.optim.lr = 5e-5
-  c.optim.weight_decay = 0.01
-  c.optim.schedule = "linear"
-  c.optim.warmup_steps = 10
-  c.batch_size = 16
-  c.data.max_length = 128
-  c.simcse.temperature = 0.05
-  c.freeze.embeddings = True
-  c.freeze.layers = 3
   c.simcse.positive = "windows"
   c.simcse.crop = 0.25          # short reports: views of >= 1/4 of the text (FDA at 0.5: loss 2e-4, no signal)
+  c.optim.lr = 5e-5
+  c.optim.warmup_steps = 10
+  c.data.max_length = 128
+  c.freeze.embeddings = True
+  c.freeze.layers = 3
   c.interpolate.alphas = "0,0.25,0.5,0.75,1.0"  # 0 = the base: the validation split may reject the adaptation
-  c.interpolate.default_alpha = 0.5
   c.validation.max_docs = 1024   # the whole validation split of a ~3,000-document corpus (256: too noisy to choose a)
-  c.validation.max_length = 256
   c.total_steps = 150
   c.checkpoint.every = 50
-  c.log_every = 10
-  if arg == "smoke":
-    smoke(c)
+
+  def smoke_extra(c):
     c.validation.max_docs = 32
     c.validation.max_length = 64
     c.interpolate.alphas = "0.5,1.0"
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r} (expected '' or 'smoke')")
-  return c
+  return variant(c, arg, smoke_extra)

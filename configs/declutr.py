@@ -7,7 +7,7 @@ batch 6 documents; short reports max_span 16, batch 16. NT-Xent tau 0.05 over th
 DeCLUTR on an MLM run. Argument `:smoke` -> a few steps with short spans.
 """
 
-from jaxemb.train.config import base_config, smoke
+from jaxemb.train.config import base_config, variant
 
 
 def get_config(arg: str = ""):
@@ -16,20 +16,12 @@ def get_config(arg: str = ""):
   c.optim.eps = 1e-6
   c.optim.weight_decay = 0.1
   c.optim.schedule = "slanted_triangular"
-  c.optim.cut_frac = 0.1
-  c.optim.ratio = 32.0
-  c.optim.clip_norm = 1.0
   c.batch_size = 6
-  c.declutr.anchors = 2
-  c.declutr.positives = 2
   c.declutr.max_span = 128      # the original's 256 on MIMIC; the quick-start notes are shorter
-  c.declutr.min_span = 8
   c.declutr.short_docs = "shrink"
   c.total_steps = 100           # the quick-start default: minutes on a CPU
-  if arg == "smoke":
-    smoke(c)
+
+  def smoke_extra(c):
     c.batch_size = 4
     c.declutr.max_span = 32
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r} (expected '' or 'smoke')")
-  return c
+  return variant(c, arg, smoke_extra)

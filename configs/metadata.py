@@ -7,25 +7,14 @@ head), --config.metadata.sampler=balanced, --config.metadata.use_mlm=False (note
 Argument `:smoke` -> a few steps with a tiny batch.
 """
 
-from jaxemb.train.config import base_config, smoke
+from jaxemb.train.config import base_config, variant
 
 
 def get_config(arg: str = ""):
   c = base_config("metadata")
-  c.optim.lr = 2e-5
-  c.optim.weight_decay = 0.01
-  c.optim.schedule = "linear"
-  c.optim.warmup_steps = 200
   c.batch_size = 8
-  c.data.max_length = 256
-  c.metadata.note_loss = "supcon"
-  c.metadata.weight = 0.1
-  c.metadata.temperature = 0.1
-  c.metadata.sampler = "random"
   c.total_steps = 300
-  if arg == "smoke":
-    smoke(c)
+
+  def smoke_extra(c):
     c.metadata.sampler = "balanced"
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r} (expected '' or 'smoke')")
-  return c
+  return variant(c, arg, smoke_extra)

@@ -6,21 +6,15 @@ own setting: lr 3e-5, batch 64, 32 tokens for sentences; here whole-document win
 Argument `:smoke` -> a few steps with a tiny batch.
 """
 
-from jaxemb.train.config import base_config, smoke
+from jaxemb.train.config import base_config, variant
 
 
 def get_config(arg: str = ""):
   c = base_config("simcse")
+  c.simcse.positive = "dropout"  # the objective's default is the recipe's window crops; this file is SimCSE
   c.optim.lr = 3e-5
-  c.optim.weight_decay = 0.01
-  c.optim.schedule = "linear"
   c.optim.warmup_steps = 10
   c.batch_size = 32
   c.data.max_length = 128
-  c.simcse.temperature = 0.05
   c.total_steps = 200
-  if arg == "smoke":
-    smoke(c)
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r} (expected '' or 'smoke')")
-  return c
+  return variant(c, arg)

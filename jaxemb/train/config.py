@@ -1,8 +1,8 @@
-"""Defaults shared by configs/mlm.py, configs/declutr.py and configs/metadata.py.
+"""The training config's one set of defaults, shared by every file in configs/ but eval.py.
 
-Every field a training run reads lives here with its default; the config files set what differs between
-objectives (the original code's hyperparameters: DeCLUTR's and the metadata paper's published settings) and
-their `:smoke` variants.
+Every field a training run reads lives here (or in the block its objective, lever or validator module
+declares) with its default; a config file sets only what differs for its objective and names its `:smoke`
+extras (`variant`). The defaults are the original MLM code's (lr 2e-5, wd 0.01, warmup 200, linear decay).
 """
 
 from __future__ import annotations
@@ -75,6 +75,18 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   c.distributed.coordinator_address = ""
   c.distributed.num_processes = 0
   c.distributed.process_id = -1
+  return c
+
+
+def variant(c: ml_collections.ConfigDict, arg: str, smoke_extra=None) -> ml_collections.ConfigDict:
+  """The config file's variant: "" as it is, "smoke" (`configs/x.py:smoke`) a CPU-minute run (`smoke`, then
+  the file's own `smoke_extra(c)`)."""
+  if arg == "smoke":
+    smoke(c)
+    if smoke_extra is not None:
+      smoke_extra(c)
+  elif arg:
+    raise ValueError(f"unknown config argument {arg!r} (expected '' or 'smoke')")
   return c
 
 
