@@ -1,0 +1,115 @@
+"""Records the first training losses of every objective's `:smoke` config, for tests/test_recorded_losses.py.
+
+A refactor of training that is meant to change no behaviour must give the same losses for the same seed.
+This script runs each registered objective's `configs/<name>.py:smoke` (plus `configs/adapt.py:smoke`, the
+recipe: SimCSE windows with frozen layers and validation excluded from training) for `STEPS` steps on a
+quick-start corpus, and writes the per-step loss from `WORKDIR/metrics.jsonl` to
+`tests/fixtures/recorded_losses.json` with the git commit it was recorded at. The test reruns `run()` and
+compares. Rerecord only when a change is meant to change the losses, and say why in the commit.
+
+  python scripts/record_losses.py [--out tests/fixtures/recorded_losses.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "fixtures" / "recorded_losses.json"
+STEPS = 3
+# A smaller quick-start corpus than the default 3,000 notes: tokenising it is the runs' shared fixed cost.
+CORPUS_NOTES = 300
+CORPUS_SEED = 0
+
+# A tiny random BERT with all-MiniLM-L6-v2's tokenizer instead of the smoke config's MiniLM: the same code
+# path, compiled in seconds rather than ~20 s per objective. 4 layers so that the recipe's freeze.layers = 3
+# leaves one layer training.
+TINY = dict(family="bert", vocab_size=30522, hidden_size=32, num_layers=4, num_heads=4, intermediate_size=64,
+            max_position_embeddings=128, type_vocab_size=2)
+TINY_SEED = 0
+
+
+def tiny_model(out: Path) -> Path:
+  """Writes the TINY encoder (weights from `Encoder.from_config(seed=TINY_SEED)`) as an HF folder."""
+  from jaxemb.models.api import Encoder
+  from jaxemb.models.config import EncoderConfig
+  Encoder.from_config(EncoderConfig(**TINY), seed=TINY_SEED, name="tiny").save_pretrained(out)
+  return out
+
+
+def config_names() -> list[str]:
+  """Every registered objective's config file, then the recipe built on one of them."""
+  from jaxemb import objectives
+  return [*objectives.available(), "adapt"]
+
+
+def smoke_config(name: str):
+  """`configs/<name>.py:smoke` (64 tokens, batch 4) shortened to STEPS steps, nothing exported."""
+  spec = importlib.util.spec_from_file_location(f"cfg_{name}", REPO / "configs" / f"{name}.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  cfg = mod.get_config("smoke")
+  cfg.total_steps = STEPS
+  cfg.checkpoint.every = STEPS
+  cfg.checkpoint.export_final = False  # the export does not change the losses and costs more than the steps
+  cfg.compilation_cache = ""           # no writes outside the run's directories
+  return cfg
+
+
+def losses(workdir: Path) -> list[float]:
+  """The per-step loss of a run, in step order (row 0 of metrics.jsonl holds drop counts, not a loss)."""
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  by_step = {r["step"]: r["loss"] for r in rows if "loss" in r}
+  return [by_step[s] for s in sorted(by_step)]
+
+
+def run(names: list[str], root: Path) -> dict[str, list[float]]:
+  """name -> the per-step losses of its shortened smoke run; corpus and prepared cache under `root`."""
+  from jaxemb.data.synthetic import write_corpus
+  from jaxemb.train.loop import train
+  corpus = write_corpus(root / "corpus.jsonl.gz", n_notes=CORPUS_NOTES, seed=CORPUS_SEED)
+  model = tiny_model(root / "tiny")
+  out = {}
+  for name in names:
+    cfg = smoke_config(name)
+    cfg.data.path = str(corpus)
+    cfg.data.cache_dir = str(root / "cache")
+    cfg.model.init = str(model)
+    train(cfg, root / name)
+    out[name] = losses(root / name)
+  return out
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--out", default=str(FIXTURE))
+  args = parser.parse_args(argv)
+  commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout.strip()
+  dirty = subprocess.run(["git", "status", "--porcelain", "--", "jaxemb", "configs"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout.strip()
+  with tempfile.TemporaryDirectory() as tmp:
+    result = run(config_names(), Path(tmp))
+  record = {"commit": commit + ("+uncommitted changes" if dirty else ""), "steps": STEPS,
+            "corpus": {"n_notes": CORPUS_NOTES, "seed": CORPUS_SEED},
+            "model": {**TINY, "seed": TINY_SEED},
+            "losses": result}
+  Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+  for name, values in result.items():
+    print(f"{name:10s} " + " ".join(f"{v:.6f}" for v in values))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.path.insert(0, str(REPO))
+  sys.exit(main())
