@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from jaxemb.data.corpus import (BadRowError, Document, Fields, FieldNotFoundError, SkipReport, TruncatedFileError,
-                                assign_split, clean_text, iter_documents, load_documents, plan_splits,
-                                split_documents)
+                                clean_text, iter_documents, load_documents)
+from jaxemb.data.splits import assign_split, plan_splits, split_documents
 
 FIELDS = Fields(text="text", label="label", metadata="meta", group="group", id="id")
 

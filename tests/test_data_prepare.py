@@ -9,7 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from jaxemb.data.corpus import BadRowError, Fields, assign_split, load_documents  # noqa: E402
+from jaxemb.data.corpus import BadRowError, Fields, load_documents  # noqa: E402
+from jaxemb.data.splits import assign_split  # noqa: E402
 from jaxemb.data.prepare import (JaxembPrepared, PreparedCorpus, load_tokenizer, prepare, tokenize,  # noqa: E402
                                  tokenizer_fingerprint)
 

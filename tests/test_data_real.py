@@ -9,7 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from jaxemb.data.corpus import Fields, SkipReport, iter_documents, split_documents  # noqa: E402
+from jaxemb.data.corpus import Fields, SkipReport, iter_documents  # noqa: E402
+from jaxemb.data.splits import split_documents  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MTSAMPLES = SHARED_DATA / "mtsamples_notes.jsonl.gz"

@@ -1,6 +1,6 @@
 """Corpora, cleaning, splits, tokenisation cache, span sampling, masking and batches (see docs/ARCHITECTURE.md).
 
-Light modules (corpus, spans, masking, batching, synthetic) import without TensorFlow Datasets; `prepare`
+Light modules (corpus, splits, spans, masking, batching, synthetic) import without TensorFlow Datasets; `prepare`
 (the TFDS array_record cache) is imported on first use of its names from here.
 """
 
@@ -17,8 +17,8 @@ def default_cache_dir() -> Path:
 
 _LAZY = {
   "Fields": "corpus", "Document": "corpus", "SkipReport": "corpus", "BadRowError": "corpus",
-  "iter_documents": "corpus", "load_documents": "corpus", "split_documents": "corpus", "clean_text": "corpus",
-  "SplitPlanner": "corpus", "plan_splits": "corpus",
+  "iter_documents": "corpus", "load_documents": "corpus", "clean_text": "corpus",
+  "SplitPlanner": "splits", "plan_splits": "splits", "split_documents": "splits",
   "data_config": "spec", "corpus_path": "spec", "write_data_spec": "spec", "read_data_spec": "spec",
   "check_compatible": "spec",
   # (`prepare` itself is not re-exported: the name is taken by the submodule jaxemb.data.prepare.)

@@ -20,6 +20,7 @@ import numpy as np
 
 from jaxemb import cli
 from jaxemb.data import corpus as corpus_lib
+from jaxemb.data.splits import SplitPlanner
 from jaxemb.data.corpus import Fields, SkipReport
 
 
@@ -56,13 +57,13 @@ def build_report(path: Path, fields: Fields, *, tokenizer, clean: bool = True, m
 
   Skips are counted by the rules `prepare` applies (a text that tokenises to nothing is `no_tokens`, not
   kept); "unset" counts kept documents without a label / metadata value by reason; "duplicates" and
-  "split_sizes" come from the same split plan as `prepare` and the evaluator (`corpus.SplitPlanner`).
+  "split_sizes" come from the same split plan as `prepare` and the evaluator (`splits.SplitPlanner`).
   """
   from jaxemb.data.prepare import skip_no_tokens, tokenize  # Lazy: pulls in TFDS.
   from jaxemb.data.spans import effective_max_span
 
   skips = SkipReport()
-  planner = corpus_lib.SplitPlanner(seed=split_seed, val_fraction=val_fraction, test_fraction=test_fraction)
+  planner = SplitPlanner(seed=split_seed, val_fraction=val_fraction, test_fraction=test_fraction)
   lengths: list[int] = []
   plan_index: list[int] = []
   labels: collections.Counter = collections.Counter()

@@ -344,10 +344,10 @@ def first_of_equal_keys(keys) -> np.ndarray:
 
 
 def document_text_keys(prepared, doc_indices: np.ndarray, chunk: int = 4096) -> dict[int, int]:
-  """{document index: corpus.text_key of its text}: equal for exact duplicates after whitespace and case
+  """{document index: splits.text_key of its text}: equal for exact duplicates after whitespace and case
   normalisation, the key the split planner groups duplicates by. Rows cut from documents (crops, windows)
   are duplicates when their DOCUMENTS are, whatever part of them each row shows."""
-  from jaxemb.data.corpus import text_key
+  from jaxemb.data.splits import text_key
   out: dict[int, int] = {}
   for i in range(0, len(doc_indices), chunk):
     part = [int(d) for d in doc_indices[i:i + chunk]]

@@ -10,7 +10,7 @@ Stored per document (one TFDS example, in corpus order): token ids WITHOUT speci
 [CLS]/[SEP] or <s>/</s>), the cleaned text, id, label, metadata, group, the corpus's OWN split value ("" when
 none) and source ("file:line"). Small per-document columns (token count, the ASSIGNED split, label and category
 index) live in the dataset's metadata.json so batch builders can plan batches without touching the records;
-the assigned split is known only once the whole corpus is read (`corpus.SplitPlanner`: duplicates, validation
+the assigned split is known only once the whole corpus is read (`splits.SplitPlanner`: duplicates, validation
 carving), so it is not in the records.
 """
 
@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxemb.data import corpus as corpus_lib
+from jaxemb.data.splits import SplitPlanner
 from jaxemb.data import default_cache_dir
 from jaxemb.data.corpus import Document, Fields, SkipReport
 from jaxemb.data.masking import SpecialTokens
@@ -35,7 +36,7 @@ from jaxemb.data.spec import file_sha256
 from jaxemb.resolve import load_tokenizer  # noqa: F401
 
 # Bump when the stored layout or the meaning of a setting changes: old caches are then never reused.
-# 2: splits from `corpus.SplitPlanner` (duplicates in one split; validation carved only when the corpus has none).
+# 2: splits from `splits.SplitPlanner` (duplicates in one split; validation carved only when the corpus has none).
 FORMAT_VERSION = 2
 _SPLIT_NAME = "docs"  # The one TFDS split; train/validation/test are per-document columns.
 _TOKENIZE_BATCH = 256
@@ -144,7 +145,7 @@ class JaxembPrepared(tfds.core.GeneratorBasedBuilder):
     job = self._job
     s = job.settings
     report = SkipReport()
-    planner = corpus_lib.SplitPlanner(seed=s.seed, val_fraction=s.val_fraction, test_fraction=s.test_fraction)
+    planner = SplitPlanner(seed=s.seed, val_fraction=s.val_fraction, test_fraction=s.test_fraction)
     docs = corpus_lib.iter_documents(job.path, s.fields, require=s.require, strict=s.strict, clean=s.clean,
                                      report=report, planner=planner)
     # A yielded document is the planner's last added one: its plan index, taken as it is yielded.
@@ -216,7 +217,7 @@ class PreparedCorpus:
   Index i is the i-th kept document in corpus order. Per-document columns (numpy, length N):
   `lengths` (token count, no special tokens), `splits` (train/validation/test, or the corpus's own value),
   `label_index` / `category_index` (into `labels` / `categories`, sorted vocabularies; -1 = none).
-  `split_plan`: how the corpus was split (`corpus.SplitPlan.to_dict()`: duplicates, validation carving, the
+  `split_plan`: how the corpus was split (`splits.SplitPlan.to_dict()`: duplicates, validation carving, the
   test ids' digest over every row with a usable text); `corpus_sha256`: the corpus file's digest.
   """
 
@@ -304,7 +305,7 @@ def prepare(path: str | Path, fields: Fields = Fields(), tokenizer=None, *, cach
     tokenizer: a HF fast tokenizer, a folder / hub name, or None for all-MiniLM-L6-v2.
     cache_dir: root of the cache (default `default_cache_dir() / "prepared"`).
     require, strict, clean: as in `corpus.iter_documents`.
-    seed, val_fraction, test_fraction: the group-aware split (`corpus.assign_split`).
+    seed, val_fraction, test_fraction: the group-aware split (`splits.assign_split`).
   """
   path = Path(path)
   if not path.is_file():

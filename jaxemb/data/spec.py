@@ -70,7 +70,7 @@ def exclude_splits(data_cfg: Any) -> tuple[str, ...]:
 
 
 def split_kwargs(data_cfg: Any) -> dict[str, Any]:
-  """seed / val_fraction / test_fraction for `prepare`, `corpus.SplitPlanner`, `split_documents`."""
+  """seed / val_fraction / test_fraction for `prepare`, `splits.SplitPlanner`, `splits.split_documents`."""
   return {"seed": int(data_cfg.get("split_seed", 0)), "val_fraction": float(data_cfg.get("val_fraction", 0.1)),
           "test_fraction": float(data_cfg.get("test_fraction", 0.2))}
 
@@ -86,7 +86,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 def split_record(*, path: str | os.PathLike, sha256: str, fields: dict[str, str | None], clean: bool,
                  seed: int, val_fraction: float, test_fraction: float, split_plan: dict) -> dict[str, Any]:
   """The part of a data spec both sides compute: corpus, fields (as config names, "" = none), split
-  settings and the split plan (`corpus.SplitPlan.to_dict()`)."""
+  settings and the split plan (`splits.SplitPlan.to_dict()`)."""
   return {"version": SPEC_VERSION, "corpus": {"path": str(path), "sha256": sha256},
           "text_field": fields.get("text") or "", "group_field": fields.get("group") or "",
           "split_field": fields.get("split") or "", "id_field": fields.get("id") or "",

@@ -8,7 +8,7 @@ Decisions that remove documents are never silent: each is counted in `EvalData.i
 - validation/test documents whose label has no training example: a classifier cannot predict a class it
   never saw, so they are dropped and counted per split and label (this covers "labels present only in
   test" and "a class with no training examples").
-Splits come from the same plan as pre-training's (`corpus.SplitPlanner`, over every row with a usable text,
+Splits come from the same plan as pre-training's (`splits.SplitPlanner`, over every row with a usable text,
 labelled or not): exact duplicates land in one split (counted in the notes), the corpus's own validation
 split is used as is. `EvalData.info["data_spec"]` is what `jaxemb.data.spec.check_compatible` compares with
 a training workdir's data_spec.json.
@@ -52,6 +52,7 @@ def load_eval_data(data_cfg: Any) -> EvalData:
   """data_cfg: the `config.data` ConfigDict (path, text_field, label_field, metadata_field, split_field,
   group_field, id_field, max_docs, max_classes, split_seed, val_fraction, test_fraction)."""
   from jaxemb.data import corpus as corpus_lib
+  from jaxemb.data.splits import SplitPlanner
   from jaxemb.data import spec as spec_lib
   from jaxemb.data.corpus import Fields, peek_fields
 
@@ -88,7 +89,7 @@ def load_eval_data(data_cfg: Any) -> EvalData:
   split_kw = spec_lib.split_kwargs(data_cfg)
   clean = bool(data_cfg.get("clean", True))
   try:
-    planner = corpus_lib.SplitPlanner(**split_kw)
+    planner = SplitPlanner(**split_kw)
     skips = corpus_lib.SkipReport()
     # Each document with its plan index (a yielded document is the planner's last added one).
     indexed = [(d, len(planner) - 1) for d in corpus_lib.iter_documents(
