@@ -2,7 +2,9 @@
 a tiny random BERT; scripts/record_losses.py says how) against the per-step loss, gradient norm and learning
 rate, and the size of the weight update, that the script recorded in tests/fixtures/recorded_losses.json at
 commit 8f7cc00 (the fixture names the full commit; recorded from a `git archive` of it), before issue 20's
-restructuring of training. A refactor that changes no behaviour leaves them as they are."""
+restructuring of training; SimCSE's at 61edcf0, where configs/simcse.py was fixed to run dropout positives
+(the fixture's "rerecorded" says so; the other runs were identical there). A refactor that changes no
+behaviour leaves them as they are."""
 
 import json
 
