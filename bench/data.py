@@ -27,7 +27,8 @@ cli.set_environment_defaults()  # before transformers is imported
 import numpy as np  # noqa: E402
 
 from jaxemb.data.batching import DeclutrBatches, MetadataBatches, MLMBatches  # noqa: E402
-from jaxemb.data.corpus import Fields, peek_fields  # noqa: E402
+from jaxemb.data.corpus import Fields  # noqa: E402
+from jaxemb.data.readers import peek_fields  # noqa: E402
 from jaxemb.data.prepare import load_tokenizer, prepare  # noqa: E402
 from jaxemb.data.synthetic import quickstart_corpus_path  # noqa: E402
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from jaxemb.data.corpus import (BadRowError, Document, Fields, FieldNotFoundError, SkipReport, TruncatedFileError,
-                                clean_text, iter_documents, load_documents)
+from jaxemb.data.corpus import (BadRowError, Document, Fields, SkipReport, clean_text, iter_documents,
+                                load_documents)
+from jaxemb.data.readers import FieldNotFoundError, TruncatedFileError
 from jaxemb.data.splits import assign_split, plan_splits, split_documents
 
 FIELDS = Fields(text="text", label="label", metadata="meta", group="group", id="id")

@@ -20,6 +20,7 @@ import numpy as np
 
 from jaxemb import cli
 from jaxemb.data import corpus as corpus_lib
+from jaxemb.data import readers
 from jaxemb.data.splits import SplitPlanner
 from jaxemb.data.corpus import Fields, SkipReport
 
@@ -163,19 +164,19 @@ def _report(args: argparse.Namespace) -> int:
   fields = Fields(text=args.text_field, label=args.label_field, metadata=args.metadata_field, group=args.group_field,
                   split=args.split_field, id=args.id_field)
   try:
-    corpus_lib.corpus_format(path)
+    readers.corpus_format(path)
     if not path.is_file():
       raise FileNotFoundError(f"{path}: no such file")
     if args.anchors < 1 or not 1 <= args.min_span <= args.max_span:
       raise ValueError("need --anchors >= 1 and 1 <= --min-span <= --max-span")
-    if corpus_lib.corpus_format(path) == "jsonl":
+    if readers.corpus_format(path) == "jsonl":
       # CSV/Parquet readers check their header; for JSONL an unknown field would only show as all rows skipped.
-      seen = corpus_lib.peek_fields(path)
+      seen = readers.peek_fields(path)
       for flag, name in (("--text-field", fields.text), ("--label-field", fields.label),
                          ("--metadata-field", fields.metadata), ("--group-field", fields.group),
                          ("--split-field", fields.split), ("--id-field", fields.id)):
         if name is not None and seen and name not in seen:
-          raise corpus_lib.FieldNotFoundError(f"{path}: {flag} {name!r} is not a field of the first records "
+          raise readers.FieldNotFoundError(f"{path}: {flag} {name!r} is not a field of the first records "
                                               f"(fields: {', '.join(sorted(seen))})")
     from jaxemb.data.prepare import load_tokenizer
     tokenizer = load_tokenizer(args.tokenizer)

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxemb.data import corpus as corpus_lib
+from jaxemb.data import readers
 from jaxemb.data.splits import SplitPlanner
 from jaxemb.data import default_cache_dir
 from jaxemb.data.corpus import Document, Fields, SkipReport
@@ -314,7 +315,7 @@ def prepare(path: str | Path, fields: Fields = Fields(), tokenizer=None, *, cach
     tokenizer = load_tokenizer(str(tokenizer) if tokenizer is not None else None)
   settings = PrepareSettings(fields=fields, require=tuple(sorted(require)), strict=strict, clean=clean, seed=seed,
                              val_fraction=val_fraction, test_fraction=test_fraction)
-  if fields.split is None and "split" in corpus_lib.peek_fields(path):
+  if fields.split is None and "split" in readers.peek_fields(path):
     # Hash splits would ignore the corpus's own test split, and pre-training could then see evaluation documents.
     logging.warning("%s has a 'split' field but Fields.split is None: splits are hashed, not read from it", path)
   sha256 = file_fingerprint(path)

@@ -54,7 +54,8 @@ def load_eval_data(data_cfg: Any) -> EvalData:
   from jaxemb.data import corpus as corpus_lib
   from jaxemb.data.splits import SplitPlanner
   from jaxemb.data import spec as spec_lib
-  from jaxemb.data.corpus import Fields, peek_fields
+  from jaxemb.data.corpus import Fields
+  from jaxemb.data.readers import peek_fields
 
   notes: list[str] = []
   path = spec_lib.corpus_path(data_cfg.path)

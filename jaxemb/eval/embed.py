@@ -30,7 +30,8 @@ def write_embeddings(model: str, data: str, text_field: str, out_prefix: str, *,
                      max_length: int = 256, batch_size: int = 32, normalize: bool = False,
                      cache_dir: str | None = None, dtype: str = "float32") -> dict:
   """Embeds every document of `data` with `model`; returns the metadata written to PREFIX.json."""
-  from jaxemb.data.corpus import Fields, load_documents, peek_fields
+  from jaxemb.data.corpus import Fields, load_documents
+  from jaxemb.data.readers import peek_fields
 
   path = Path(data).expanduser()
   if not path.exists():
