@@ -6,8 +6,8 @@ Layout choices (measured on a 2-core CPU, see docs/PERFORMANCE.md):
 - Attention runs in (batch, head, seq, dim) layout with a float32 softmax.
 - Dropout decisions come from a counter-based hash seeded by the rng (`dropout`): `jax.random.bernoulli`
   (or threefry bits) per element dominates a CPU train step at long sequences.
-- Matmul inputs are cast to the compute dtype with float32 accumulation; parameters, LayerNorm and softmax
-  stay float32.
+- Matmul inputs are cast to the compute dtype with float32 accumulation, in the forward and in both gradient
+  dots (`models/precision.py`); parameters, LayerNorm and softmax stay float32.
 
 Parameter tree (`params["encoder"]`):
   embeddings/{word_embeddings,position_embeddings,token_type_embeddings}/embedding, embeddings/LayerNorm
@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxemb.models import precision
 from jaxemb.models.config import EncoderConfig
 
 Params = dict[str, Any]
@@ -42,14 +43,47 @@ def mix32(h: jax.Array) -> jax.Array:
   return h ^ (h >> 16)
 
 
-def hash_bits(shape: tuple[int, ...], seed0: jax.Array, seed1: jax.Array) -> jax.Array:
-  """uint32 words mix(mix(i ^ seed0) + seed1) of each element's flat index i: a pure function of the two
-  uint32 seeds, one fused elementwise pass, the same on every device layout (the index is global)."""
+# Added to seed1 once per 2^32 elements of a hash (the golden-ratio constant: consecutive blocks get seeds far
+# apart). Block 0 adds nothing, so every array of fewer than 2^32 elements hashes as it always did.
+_BLOCK_STEP = 0x9E3779B9
+
+
+def mul_wide(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(high, low) uint32 words of the 64-bit product of uint32 arrays, from 16-bit halves (no uint64 needed:
+  jax runs without x64)."""
+  a_lo, a_hi, b_lo, b_hi = a & 0xFFFF, a >> 16, b & 0xFFFF, b >> 16
+  ll, lh, hl, hh = a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi
+  mid = (ll >> 16) + (lh & 0xFFFF) + (hl & 0xFFFF)  # < 3 * 2^16: no wrap
+  return hh + (lh >> 16) + (hl >> 16) + (mid >> 16), (mid << 16) | (ll & 0xFFFF)
+
+
+def hash_bits(shape: tuple[int, ...], seed0: jax.Array, seed1: jax.Array, *, wide_from: int = 2**32) -> jax.Array:
+  """uint32 words mix(mix(lo ^ seed0) + seed1 + hi * 0x9E3779B9) of each element's flat index i = hi * 2^32 + lo:
+  a pure function of the two uint32 seeds and the element's global position, one fused elementwise pass, the
+  same on every device layout (the index is global).
+
+  Below `wide_from` (2^32) elements hi is 0 and the index is one uint32 iota. At or above it (attention dropout
+  of 8192 x 256 rows: 6.4e9 elements) the index is split as row r over the leading axes times the size T of the
+  trailing axes, plus the column: i = r * T + c, formed as (hi, lo) words with `mul_wide`, so there is no limit
+  short of 2^64 elements. Both forms give the same bits wherever both apply (tests/test_accel.py)."""
   size = math.prod(shape)
-  if size >= 2**32:
-    raise ValueError(f"hash over {size} elements: the 32-bit element counter would wrap")
-  counter = jax.lax.iota(jnp.uint32, size).reshape(shape)
-  return mix32(mix32(counter ^ seed0) + seed1)
+  if size < wide_from:
+    counter = jax.lax.iota(jnp.uint32, size).reshape(shape)
+    return mix32(mix32(counter ^ seed0) + seed1)
+  # The trailing axes that stay under 2^32 elements between them are the columns; the rest are rows.
+  split, tail = len(shape), 1
+  while split > 0 and tail * shape[split - 1] < 2**32:
+    split, tail = split - 1, tail * shape[split - 1]
+  rows = math.prod(shape[:split])
+  if split == len(shape) or rows >= 2**32:
+    raise ValueError(f"hash over shape {shape}: an axis of >= 2^32 elements, or >= 2^64 elements in all")
+  ones = (1,) * (len(shape) - split)
+  row = jax.lax.iota(jnp.uint32, rows).reshape(shape[:split] + ones)
+  col = jax.lax.iota(jnp.uint32, tail).reshape((1,) * split + shape[split:])
+  hi_r, lo_r = mul_wide(row, jnp.uint32(tail))
+  lo = lo_r + col  # wraps mod 2^32; a wrap carries one into hi
+  hi = hi_r + (lo < col).astype(jnp.uint32)
+  return mix32(mix32(lo ^ seed0) + seed1 + hi * jnp.uint32(_BLOCK_STEP))
 
 
 def hash_dropout(x: jax.Array, rate: float, seed0: jax.Array, seed1: jax.Array) -> jax.Array:
@@ -75,6 +109,20 @@ def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
   return hash_dropout(x, rate, seed[0], seed[1])
 
 
+ATTENTIONS = ("xla", "dot_product_attention")
+# config.model.remat_policy -> jax.checkpoint policy. "nothing_saveable" is jax.checkpoint's default (None):
+# every activation of a layer is recomputed, the program `model.remat=True` always compiled to.
+REMAT_POLICIES = ("nothing_saveable", "dots_with_no_batch_dims_saveable", "dots_saveable")
+
+
+def remat_policy(remat: bool | str):
+  """The jax.checkpoint policy of `model.remat` (True = nothing_saveable) or of a policy name."""
+  name = "nothing_saveable" if remat is True else remat
+  if name not in REMAT_POLICIES:
+    raise ValueError(f"config.model.remat_policy must be one of {REMAT_POLICIES}, got {name!r}")
+  return None if name == "nothing_saveable" else getattr(jax.checkpoint_policies, name)
+
+
 class Linear(nn.Module):
   """y = x W^T + b with W stored (out, in) like PyTorch; float32 accumulation."""
   features: int
@@ -85,10 +133,7 @@ class Linear(nn.Module):
   def __call__(self, x):
     w = self.param("weight", nn.initializers.normal(self.init_std), (self.features, x.shape[-1]), jnp.float32)
     b = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-    y = jax.lax.dot_general(
-        x.astype(self.dtype), w.astype(self.dtype), (((x.ndim - 1,), (1,)), ((), ())),
-        preferred_element_type=jnp.float32)
-    return y + b
+    return precision.dense(x, w, self.dtype) + b
 
 
 def LayerNorm(eps: float) -> nn.LayerNorm:  # noqa: N802 - reads like the module it returns
@@ -145,12 +190,34 @@ class SelfAttention(nn.Module):
   config: EncoderConfig
   dtype: Any
   query_block: int = 0  # > 0: queries in blocks of this many (lax.map), see attention_query_block
+  attention: str = "xla"  # "xla" (below) or "dot_product_attention" (jax.nn's, fused per platform)
 
   @nn.compact
   def __call__(self, x_BxLxD, bias_Bx1x1xL, rng):
     c = self.config
     b, l, _ = x_BxLxD.shape
     dt = self.dtype
+    if self.attention not in ATTENTIONS:
+      raise ValueError(f"config.model.attention must be one of {ATTENTIONS}, got {self.attention!r}")
+    rng_attn, rng_out = jax.random.split(rng) if rng is not None else (None, None)
+
+    if self.attention == "dot_product_attention":
+      # jax.nn.dot_product_attention picks the implementation per platform (cuDNN's fused kernel on GPU, XLA
+      # elsewhere) and takes B x L x H x d. It has no dropout, so the fused path drops no attention
+      # probabilities (`rng_attn` is drawn and unused, so every other dropout mask is the xla path's).
+      # Padding goes in as a boolean mask; the scale is applied inside the kernel.
+      if self.query_block:
+        raise ValueError("query_block is an option of the xla attention only")
+
+      def heads_bld(name):  # -> B x L x H x d
+        y = Linear(c.hidden_size, dt, c.initializer_range, name=name)(x_BxLxD)
+        return y.reshape(b, l, c.num_heads, c.head_dim).astype(dt)
+
+      ctx_BxLxHxd = jax.nn.dot_product_attention(
+          heads_bld("query"), heads_bld("key"), heads_bld("value"), mask=bias_Bx1x1xL == 0,
+          scale=1.0 / math.sqrt(c.head_dim))
+      ctx_BxLxD = ctx_BxLxHxd.reshape(b, l, c.hidden_size).astype(jnp.float32)
+      return Output(c, dt, name="output")(ctx_BxLxD, x_BxLxD, rng_out)
 
     def heads(name):  # -> B x H x L x d
       y = Linear(c.hidden_size, dt, c.initializer_range, name=name)(x_BxLxD)
@@ -159,22 +226,18 @@ class SelfAttention(nn.Module):
     q_BxHxLxd, k_BxHxLxd, v_BxHxLxd = heads("query"), heads("key"), heads("value")
     # The 1/sqrt(d) goes on q (L x d) rather than on the L x L scores.
     q_BxHxLxd = q_BxHxLxd * (1.0 / math.sqrt(c.head_dim))
-    rng_attn, rng_out = jax.random.split(rng) if rng is not None else (None, None)
 
     def attend(q_BxHxQxd, rng_q):
-      scores_BxHxQxL = jnp.einsum("bhqd,bhkd->bhqk", q_BxHxQxd.astype(dt), k_BxHxLxd.astype(dt),
-                                  preferred_element_type=jnp.float32) + bias_Bx1x1xL
+      scores_BxHxQxL = precision.einsum("bhqd,bhkd->bhqk", q_BxHxQxd, k_BxHxLxd, dt) + bias_Bx1x1xL
       if rng_q is not None:  # training: softmax, dropout on the probabilities, PV
         probs_BxHxQxL = dropout(jax.nn.softmax(scores_BxHxQxL, axis=-1), c.attention_dropout, rng_q)
-        return jnp.einsum("bhqk,bhkd->bhqd", probs_BxHxQxL.astype(dt), v_BxHxLxd.astype(dt),
-                          preferred_element_type=jnp.float32)
+        return precision.einsum("bhqk,bhkd->bhqd", probs_BxHxQxL, v_BxHxLxd, dt)
       # Inference: softmax(s) @ v as (exp(s - max s) @ v) / sum exp(s - max s), the division on the Q x d
       # context instead of the Q x L probabilities (one fewer pass over the scores): embedding 3% faster on
       # CPU. In the train step it measured neutral for MLM and 2-19% slower for DeCLUTR, hence training keeps
       # the softmax (docs/PERFORMANCE.md "Second pass"). The max cancels in the ratio: no gradient through it.
       e_BxHxQxL = jnp.exp(scores_BxHxQxL - jax.lax.stop_gradient(scores_BxHxQxL.max(-1, keepdims=True)))
-      return jnp.einsum("bhqk,bhkd->bhqd", e_BxHxQxL.astype(dt), v_BxHxLxd.astype(dt),
-                        preferred_element_type=jnp.float32) / e_BxHxQxL.sum(-1, keepdims=True)
+      return precision.einsum("bhqk,bhkd->bhqd", e_BxHxQxL, v_BxHxLxd, dt) / e_BxHxQxL.sum(-1, keepdims=True)
 
     qb = self.query_block
     if 0 < qb < l:
@@ -197,12 +260,14 @@ class Layer(nn.Module):
   config: EncoderConfig
   dtype: Any
   query_block: int = 0
+  attention: str = "xla"
 
   @nn.compact
   def __call__(self, x_BxLxD, bias, rng):
     c = self.config
     rng_a, rng_o = jax.random.split(rng) if rng is not None else (None, None)
-    x_BxLxD = SelfAttention(c, self.dtype, self.query_block, name="attention")(x_BxLxD, bias, rng_a)
+    x_BxLxD = SelfAttention(c, self.dtype, self.query_block, self.attention, name="attention")(x_BxLxD, bias,
+                                                                                               rng_a)
     inter_BxLxF = _Intermediate(c, self.dtype, name="intermediate")(x_BxLxD)
     return Output(c, self.dtype, name="output")(inter_BxLxF, x_BxLxD, rng_o)
 
@@ -222,11 +287,15 @@ class BertEncoder(nn.Module):
 
   remat: recompute each layer's activations in the backward pass (`nn.remat`, i.e. `jax.checkpoint`) instead
   of keeping them: activation memory falls from ~num_layers layers' worth to about one layer's, for ~1/3 more
-  compute. For long sequences / big batches on accelerators; the parameters and the result are unchanged."""
+  compute. For long sequences / big batches on accelerators; the parameters and the result are unchanged.
+  A policy name (`REMAT_POLICIES`) instead of True keeps what that policy saves (e.g. the weight matmuls'
+  outputs with "dots_with_no_batch_dims_saveable": less recompute, more memory).
+  attention: "xla" (hand-written, with attention dropout) or "dot_product_attention" (`SelfAttention`)."""
   config: EncoderConfig
   dtype: Any = jnp.float32
-  remat: bool = False
+  remat: bool | str = False
   query_block: int = 0
+  attention: str = "xla"
 
   @nn.compact
   def __call__(self, ids_BxL, mask_BxL, token_type_ids_BxL=None, dropout_rng=None, noise_alpha=0.0,
@@ -240,9 +309,10 @@ class BertEncoder(nn.Module):
                                                noise_rng)
     neg = jnp.finfo(jnp.float32).min
     bias_Bx1x1xL = jnp.where(mask_BxL[:, None, None, :] > 0, 0.0, neg).astype(jnp.float32)
-    layer = nn.remat(Layer) if self.remat else Layer
+    layer = nn.remat(Layer, policy=remat_policy(self.remat)) if self.remat else Layer
     for i in range(c.num_layers):
-      x_BxLxD = layer(c, self.dtype, self.query_block, name=f"layer_{i}")(x_BxLxD, bias_Bx1x1xL, rngs[i + 1])
+      x_BxLxD = layer(c, self.dtype, self.query_block, self.attention, name=f"layer_{i}")(
+          x_BxLxD, bias_Bx1x1xL, rngs[i + 1])
     return x_BxLxD
 
 
@@ -257,9 +327,7 @@ class MLMHead(nn.Module):
     h = Linear(c.hidden_size, self.dtype, c.initializer_range, name="dense")(h_NxD)
     h = LayerNorm(c.layer_norm_eps)(_gelu(h, c.gelu_approximate))
     bias = self.param("bias", nn.initializers.zeros, (c.vocab_size,), jnp.float32)
-    logits = jax.lax.dot_general(h.astype(self.dtype), word_embeddings_VxD.astype(self.dtype),
-                                 (((h.ndim - 1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
-    return logits + bias
+    return precision.dense(h, word_embeddings_VxD, self.dtype) + bias
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -268,11 +336,12 @@ class MLMHead(nn.Module):
 
 def encode(params_encoder: Params, input_ids_BxL, attention_mask_BxL, *, config: EncoderConfig,
            token_type_ids_BxL=None, dropout_rng=None, embed_noise_alpha: float = 0.0, noise_rng=None,
-           dtype=jnp.float32, remat: bool = False, query_block: int = 0):
+           dtype=jnp.float32, remat: bool | str = False, query_block: int = 0, attention: str = "xla"):
   """Last hidden states B x L x D (float32). Dropout only when `dropout_rng` is given; NEFTune noise only
-  when `embed_noise_alpha > 0` and `noise_rng` is given; `remat` recomputes layers in the backward pass;
-  `query_block` > 0 runs attention over blocks of that many queries (same result; `attention_query_block`)."""
-  return BertEncoder(config, dtype, remat, query_block).apply(
+  when `embed_noise_alpha > 0` and `noise_rng` is given; `remat` (True or a policy name) recomputes layers in
+  the backward pass; `query_block` > 0 runs attention over blocks of that many queries (same result;
+  `attention_query_block`); `attention` picks the attention implementation (`BertEncoder`)."""
+  return BertEncoder(config, dtype, remat, query_block, attention).apply(
       {"params": params_encoder}, input_ids_BxL, attention_mask_BxL, token_type_ids_BxL,
       dropout_rng, embed_noise_alpha, noise_rng)
 

@@ -38,22 +38,23 @@ def defaults() -> ml_collections.ConfigDict:
   return c
 
 
-def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False, temperature: float = 0.05,
+def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str = False, attention: str = "xla",
+            temperature: float = 0.05,
             use_mlm: bool = True, positives: int = 2, mlm_weight: float = 1.0, return_pooled: bool = False):
   """Returns (contrastive + mlm_weight * MLM, metrics), and with return_pooled the anchors' (embeddings_NxD,
   ids, mask) as a third element. With use_mlm=False: the contrastive-only ablation."""
   rng_a, rng_p = jax.random.split(rng)
   hidden_NxLxD = encode(params["encoder"], batch["anchor_ids"], batch["anchor_mask"], config=config,
-                        dropout_rng=rng_a, dtype=dtype, remat=remat)
+                        dropout_rng=rng_a, dtype=dtype, remat=remat, attention=attention)
   anchors_NxD = mean_pool(hidden_NxLxD, batch["anchor_mask"])
   pos_hidden = encode(params["encoder"], batch["positive_ids"], batch["positive_mask"], config=config,
-                      dropout_rng=rng_p, dtype=dtype, remat=remat)
+                      dropout_rng=rng_p, dtype=dtype, remat=remat, attention=attention)
   pos_NPxD = mean_pool(pos_hidden, batch["positive_mask"])
   if "positive_index" in batch:
     # Length-split positives (DeclutrBatches(split_positives=True)): the longer half in its own padded
     # shape, then rows put back in anchor order. Dropout of the second pass uses its own key.
     long_hidden = encode(params["encoder"], batch["positive_long_ids"], batch["positive_long_mask"],
-                         config=config, dropout_rng=jax.random.fold_in(rng_p, 1), dtype=dtype, remat=remat)
+                         config=config, dropout_rng=jax.random.fold_in(rng_p, 1), dtype=dtype, remat=remat, attention=attention)
     pos_all = jnp.concatenate([pos_NPxD, mean_pool(long_hidden, batch["positive_long_mask"])], axis=0)
     pos_NPxD = pos_all[batch["positive_index"]]
   n, d = anchors_NxD.shape
@@ -83,7 +84,8 @@ def _batches(cfg, prepared, common):
 
 def _loss(cfg, config, dtype, remat):
   d = cfg.declutr
-  return partial(loss_fn, config=config, dtype=dtype, remat=remat, temperature=d.temperature, use_mlm=d.use_mlm,
+  return partial(loss_fn, config=config, dtype=dtype, remat=remat, attention=cfg.model.attention,
+                 temperature=d.temperature, use_mlm=d.use_mlm,
                  positives=d.positives, mlm_weight=d.mlm_weight, return_pooled=True)
 
 

@@ -46,7 +46,8 @@ def init_note_head(hidden_size: int, num_categories: int, seed: int, std: float 
           "bias": np.zeros((num_categories,), np.float32)}
 
 
-def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False, note_loss: str = "supcon",
+def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str = False, attention: str = "xla",
+            note_loss: str = "supcon",
             weight: float = 0.1, temperature: float = 0.1, use_mlm: bool = True, use_note: bool = True,
             dedup: bool = True, return_pooled: bool = False):
   """Returns (mlm + weight * note_loss, metrics); note-only runs use the note loss unweighted. With
@@ -56,7 +57,7 @@ def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False
   if not (use_mlm or use_note):
     raise ValueError("metadata objective with both MLM and the note loss switched off has nothing to train")
   hidden_BxLxD = encode(params["encoder"], batch["input_ids"], batch["attention_mask"], config=config,
-                        dropout_rng=rng, dtype=dtype, remat=remat)
+                        dropout_rng=rng, dtype=dtype, remat=remat, attention=attention)
   metrics = {}
   loss = jnp.float32(0.0)
   if use_mlm:
@@ -86,7 +87,8 @@ def _batches(cfg, prepared, common):
 
 def _loss(cfg, config, dtype, remat):
   m = cfg.metadata
-  return partial(loss_fn, config=config, dtype=dtype, remat=remat, note_loss=m.note_loss, weight=m.weight,
+  return partial(loss_fn, config=config, dtype=dtype, remat=remat, attention=cfg.model.attention,
+                 note_loss=m.note_loss, weight=m.weight,
                  temperature=m.temperature, use_mlm=m.use_mlm, use_note=m.use_note, dedup=m.dedup,
                  return_pooled=True)
 

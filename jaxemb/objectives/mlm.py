@@ -23,11 +23,12 @@ def mlm_loss_from_hidden(params, hidden_BxLxD, positions_BxM, labels_BxM, weight
   return masked_lm_loss(logits_BxMxV, labels_BxM, weights_BxM)
 
 
-def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False, return_pooled: bool = False):
+def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str = False, attention: str = "xla",
+            return_pooled: bool = False):
   """MLM objective on an MLM batch (docs/ARCHITECTURE.md). Returns (loss, metrics), and with return_pooled
   the (embeddings_BxD, ids, mask) of the masked rows as a third element."""
   hidden_BxLxD = encode(params["encoder"], batch["input_ids"], batch["attention_mask"], config=config,
-                        dropout_rng=rng, dtype=dtype, remat=remat)
+                        dropout_rng=rng, dtype=dtype, remat=remat, attention=attention)
   loss, n = mlm_loss_from_hidden(params, hidden_BxLxD, batch["mlm_positions"], batch["mlm_labels"],
                                  batch["mlm_weights"], config=config, dtype=dtype)
   metrics = {"mlm_loss": loss, "n_predictions": n}
@@ -43,7 +44,8 @@ def _batches(cfg, prepared, common):
 
 
 def _loss(cfg, config, dtype, remat):
-  return partial(loss_fn, config=config, dtype=dtype, remat=remat, return_pooled=True)
+  return partial(loss_fn, config=config, dtype=dtype, remat=remat, attention=cfg.model.attention,
+                 return_pooled=True)
 
 
 def _pad_lengths(cfg) -> dict[str, int]:

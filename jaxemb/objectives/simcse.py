@@ -127,7 +127,8 @@ class SimCSEBatches(_Batches):
     return out
 
 
-def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False, temperature: float = 0.05,
+def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str = False, attention: str = "xla",
+            temperature: float = 0.05,
             dedup: bool = True, return_pooled: bool = False):
   """NT-Xent between two dropout views of each row. Returns (loss, metrics[, (view-1 embeddings, ids, mask)])."""
   ids_BxL, mask_BxL = batch["input_ids"], batch["attention_mask"]
@@ -136,7 +137,7 @@ def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False
   ids2_BxL, mask2_BxL = batch.get("positive_ids", ids_BxL), batch.get("positive_mask", mask_BxL)
   both_mask = jnp.concatenate([mask_BxL, mask2_BxL])
   hidden_2BxLxD = encode(params["encoder"], jnp.concatenate([ids_BxL, ids2_BxL]), both_mask, config=config,
-                         dropout_rng=rng, dtype=dtype, remat=remat)
+                         dropout_rng=rng, dtype=dtype, remat=remat, attention=attention)
   z_2BxD = mean_pool(hidden_2BxLxD, both_mask)
   z1_BxD, z2_BxD = z_2BxD[:b], z_2BxD[b:]
   loss = nt_xent(z1_BxD, z2_BxD, temperature, groups_N=batch["dup"] if dedup else None)
@@ -153,7 +154,8 @@ def _batches(cfg, prepared, common):
 
 def _loss(cfg, config, dtype, remat):
   s = cfg.simcse
-  return partial(loss_fn, config=config, dtype=dtype, remat=remat, temperature=s.temperature, dedup=s.dedup,
+  return partial(loss_fn, config=config, dtype=dtype, remat=remat, attention=cfg.model.attention,
+                 temperature=s.temperature, dedup=s.dedup,
                  return_pooled=True)
 
 

@@ -25,11 +25,21 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.init = "minilm"     # HF folder, "minilm", or a previous jaxemb workdir (staging, e.g. MLM -> DeCLUTR)
-  c.model.dtype = "float32"   # compute dtype of matmuls: float32 or bfloat16 (parameters stay float32)
+  # Compute dtype of matmuls, forward and backward: float32 or bfloat16 (parameters, optimiser state,
+  # LayerNorm, softmax and losses stay float32; jaxemb/models/precision.py).
+  c.model.dtype = "float32"
   c.model.head_seed = 0       # seed of a freshly initialised MLM head (all-MiniLM-L6-v2 ships none)
   # Recompute each encoder layer in the backward pass (jax.checkpoint): ~1/3 more compute, activation memory
   # of about one layer instead of all. For long sequences on accelerators; on this CPU it only costs time.
   c.model.remat = False
+  # What remat keeps (jaxemb/models/encoder.py REMAT_POLICIES): nothing_saveable (recompute everything: the
+  # least memory, +1/3 compute) or dots_with_no_batch_dims_saveable (keep the weight matmuls' outputs: the
+  # attention and elementwise work is recomputed, the dense matmuls are not).
+  c.model.remat_policy = "nothing_saveable"
+  # xla: the hand-written attention (float32 softmax, attention-probability dropout). dot_product_attention:
+  # jax.nn.dot_product_attention, which JAX implements per platform (cuDNN's fused kernel on GPU); it has no
+  # dropout, so on this path attention probabilities are not dropped (hidden dropout is unchanged).
+  c.model.attention = "xla"
 
   # The data block shared with evaluation (jaxemb/data/spec.py: path, fields, split seed and fractions,
   # exclude_splits, max_docs, strict, clean), plus what only pre-training reads.

@@ -116,7 +116,8 @@ def make_loss_fn(cfg: ml_collections.ConfigDict, encoder: Encoder):
   effective parameters (frozen parts, merged adapters) plus the anchor penalties (train/adapt.py); `anchor`
   is the initial encoder, needed when `Levers.needs_anchor`."""
   dtype = jnp.dtype(cfg.model.dtype)
-  fn = objectives.get(cfg.objective).loss(cfg, encoder.config, dtype, bool(cfg.model.remat))
+  remat = cfg.model.remat_policy if cfg.model.remat else False  # a policy name when on (encoder.remat_policy)
+  fn = objectives.get(cfg.objective).loss(cfg, encoder.config, dtype, remat)
   levers = adapt.Levers.from_config(cfg, encoder.config.num_layers)
 
   def loss_fn(params, batch, rng, step=0, anchor=None):
