@@ -196,3 +196,57 @@ def test_train_step_traces_at_global_batches_past_two_to_the_32_dropout_elements
   assert rows * 16 * length**2 >= 2**32
   _, metrics = jax.eval_shape(step, state, batch)
   assert metrics["loss"].shape == () and metrics["loss"].dtype == jnp.float32
+
+
+# ------------------------------------------------------------------------------------------- input pipeline
+def test_prefetch_keeps_order_runs_ahead_by_depth_and_raises_the_producers_error():
+  import time
+  from jaxemb.train.prefetch import Prefetch
+  calls = []
+
+  def produce():
+    calls.append(len(calls))
+    if len(calls) == 6:
+      raise RuntimeError("corpus gone")
+    return calls[-1]
+
+  feed = Prefetch(produce, depth=2)
+  deadline = time.time() + 10
+  while len(calls) < 3 and time.time() < deadline:
+    time.sleep(0.01)
+  time.sleep(0.2)
+  assert len(calls) == 3  # two queued, one in the producer's hands, none beyond
+  assert [next(feed) for _ in range(5)] == [0, 1, 2, 3, 4]
+  with pytest.raises(RuntimeError, match="corpus gone"):
+    next(feed)
+  feed.close()
+  inline = Prefetch(iter(range(3)).__next__, depth=0)
+  assert [next(inline), next(inline), next(inline)] == [0, 1, 2]
+  with pytest.raises(StopIteration):
+    next(inline)
+
+
+def test_prefetched_lagged_loop_logs_the_synchronous_loops_losses(tiny_model_dir, tmp_path):
+  """The same seed with batches prefetched 3 steps ahead and metrics read only at log steps (log_every 3)
+  against the synchronous loop (prefetch 0, log_every 1): the same loss at every step both logged, the same
+  final weights, and the checkpoint's data position is the step's own, not the prefetcher's."""
+  import json
+  from jaxemb.train.loop import train
+  from jaxemb.train import checkpoint as ckpt
+  out = {}
+  for name, prefetch, log_every in (("sync", 0, 1), ("ahead", 3, 3)):
+    cfg = _config("mlm")
+    cfg.model.init = str(tiny_model_dir)
+    cfg.total_steps, cfg.checkpoint.every, cfg.log_every = 6, 3, log_every
+    cfg.data.prefetch = prefetch
+    cfg.checkpoint.export_final = False
+    train(cfg, tmp_path / name)
+    rows = [json.loads(l) for l in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    out[name] = {r["step"]: (r["loss"], r["grad_norm"]) for r in rows if "loss" in r}
+    # At step 3 the prefetcher has drawn batches 4-6 already; the checkpoint records 3.
+    data = [json.loads(f.read_text()) for f in (tmp_path / name / "checkpoints" / "3" / "data").iterdir()
+            if f.is_file() and f.read_text().startswith("{")]
+    assert {"step": 3} in data, data
+  assert sorted(out["ahead"]) == [3, 6]
+  for step, v in out["ahead"].items():
+    assert v == out["sync"][step], (step, v, out["sync"][step])

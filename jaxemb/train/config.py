@@ -49,6 +49,9 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   c.data.mask_prob = 0.15
   c.data.mlm_packing = "chunk"     # chunk (concatenate + cut, the original) or truncate (one doc per row)
   c.data.pad_to_max = False   # pad every batch to max_length (one compiled shape; for tiny smoke runs)
+  # Batches built and copied to the devices this many steps ahead, in a background thread (train/prefetch.py);
+  # 0 = inline, before each step.
+  c.data.prefetch = 2
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 2e-5

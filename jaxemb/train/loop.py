@@ -28,6 +28,7 @@ from jaxemb.resolve import checkpoint_steps
 from jaxemb.train import checkpoint as ckpt
 from jaxemb.train.workdir import WorkdirLock, truncate_metrics
 from jaxemb.train.optim import make_optimizer
+from jaxemb.train.prefetch import Prefetch
 
 
 class NonFiniteLossError(UserError, RuntimeError):
@@ -330,29 +331,27 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
     log.write(0, {f"drops/{k}": float(v) for k, v in drop_counts(prepared, batches).items()})
   bar = _progress(is_host0, start, total)
   meta = {"objective": cfg.objective, "model_init": str(cfg.model.init), "corpus": str(corpus_path)}
-  pending = None  # (step, metrics on device): read after the next step is dispatched (no host sync per step)
+  # (step, metrics on device) of the steps since the last log or save: read (and checked) only there, so the
+  # host never waits for a step in between and the devices run ahead as far as the prefetched batches go.
+  pending = []
   t_last, tokens_since = time.time(), 0
   last = {}
+  feed = Prefetch(partial(_device_batch, batches, pad_lengths, sharded), int(cfg.data.prefetch))
   try:
     for step in range(start, total):
-      host_batch = next(batches)
-      if pad_lengths:
-        host_batch = pad_to(host_batch, pad_lengths)
-      tokens = int(sum(v.sum() for k, v in host_batch.items() if k.endswith("mask"))) * jax.process_count()
-      batch = {k: jax.make_array_from_process_local_data(sharded, v) for k, v in host_batch.items()}
+      batch, tokens, data_state = next(feed)
       state, metrics = step_fn(state, batch)
-      if pending is not None:
-        last = _check(pending)
-      pending = (step + 1, metrics)
+      pending.append((step + 1, metrics))
       tokens_since += tokens
       done = step + 1
       save_now = done % cfg.checkpoint.every == 0 or done == total
       log_now = save_now or done % cfg.log_every == 0
       validate_now = validator is not None and every > 0 and (done % every == 0 or done == total)
       row = {}
+      if (log_now or validate_now) and pending:  # checked before anything reads or keeps the weights
+        last = _check_all(pending)
+        pending = []
       if log_now:
-        last = _check(pending)
-        pending = None
         now = time.time()
         last["tokens_per_sec"] = tokens_since / max(now - t_last, 1e-9)
         t_last, tokens_since = now, 0
@@ -371,18 +370,19 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
         _check_params(state.params, done)  # never save NaN/Inf weights
         ckpt.save(mngr, done, state.params,
                   {"opt_state": state.opt_state, "step": state.step, "rng": state.rng},
-                  batches.get_state(), {**meta, "step": done})
+                  data_state, {**meta, "step": done})
       if bar is not None:
         bar.update(1)
         if step == start:
           _restart_eta(bar)  # the first step's time is mostly compilation: keep it out of the ETA
   finally:
+    feed.close()
     if bar is not None:
       bar.close()
     mngr.wait_until_finished()
     log.close()
-  if pending is not None:
-    last = _check(pending)
+  if pending:
+    last = _check_all(pending)
   if is_host0 and cfg.checkpoint.export_final:
     export(cfg, workdir, encoder=encoder, trained=_host_tree(adapt.final_encoder(state.params, cfg)),
            mlm_head=_host_tree(state.params["mlm_head"]), initial_encoder=initial_encoder, best=best,
@@ -404,6 +404,25 @@ def _say(msg: str) -> None:
 
 _NONFINITE_ADVICE = ("the run stops here and the last good checkpoint stays in place. Lower config.optim.lr, "
                      "check the data, or try float32 compute.")
+
+
+def _device_batch(batches, pad_lengths: dict[str, int], sharded):
+  """The next global batch on the devices, its real token count (all hosts) and the iterator's state after
+  it (what a checkpoint of this step records). Runs in the prefetch thread."""
+  host_batch = next(batches)
+  data_state = batches.get_state()
+  if pad_lengths:
+    host_batch = pad_to(host_batch, pad_lengths)
+  tokens = int(sum(v.sum() for k, v in host_batch.items() if k.endswith("mask"))) * jax.process_count()
+  return {k: jax.make_array_from_process_local_data(sharded, v) for k, v in host_batch.items()}, tokens, data_state
+
+
+def _check_all(pending) -> dict[str, float]:
+  """`_check` of every (step, metrics) in order, in one device read; the last step's values."""
+  values = jax.device_get([m for _, m in pending])
+  for (step, _), v in zip(pending, values):
+    last = _check((step, v))
+  return last
 
 
 def _check(pending) -> dict[str, float]:
