@@ -16,7 +16,7 @@ from typing import Any, Callable
 import ml_collections
 
 # Modules of this package that are maths shared by objectives, not objectives.
-_NOT_OBJECTIVES = frozenset({"losses", "anchor"})
+_NOT_OBJECTIVES = frozenset({"losses", "anchor", "cached"})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,7 @@ from jaxemb.data.batching import (DEFAULT_EXCLUDE_SPLITS, _Batches, _pad_rows, _
                                   document_text_keys, first_of_equal_keys)
 from jaxemb.models.encoder import encode, mean_pool
 from jaxemb.objectives import Objective
+from jaxemb.objectives.cached import chunked_embeddings
 from jaxemb.objectives.losses import nt_xent
 
 WINDOWS = ("random", "start")
@@ -128,17 +129,24 @@ class SimCSEBatches(_Batches):
 
 
 def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str = False, attention: str = "xla",
-            temperature: float = 0.05,
-            dedup: bool = True, return_pooled: bool = False):
-  """NT-Xent between two dropout views of each row. Returns (loss, metrics[, (view-1 embeddings, ids, mask)])."""
+            temperature: float = 0.05, dedup: bool = True, return_pooled: bool = False, gradcache_chunks: int = 0,
+            gradcache_policy: str = "nothing_saveable"):
+  """NT-Xent between two dropout views of each row. Returns (loss, metrics[, (view-1 embeddings, ids, mask)]).
+  gradcache_chunks > 1: the 2B rows are embedded in that many chunks keeping only their inputs (GradCache,
+  objectives/cached.py); the loss and gradients are the full batch's."""
   ids_BxL, mask_BxL = batch["input_ids"], batch["attention_mask"]
   b = ids_BxL.shape[0]
   # The positive view: another window of the document when the batch has one, else the same rows (dropout).
   ids2_BxL, mask2_BxL = batch.get("positive_ids", ids_BxL), batch.get("positive_mask", mask_BxL)
   both_mask = jnp.concatenate([mask_BxL, mask2_BxL])
-  hidden_2BxLxD = encode(params["encoder"], jnp.concatenate([ids_BxL, ids2_BxL]), both_mask, config=config,
-                         dropout_rng=rng, dtype=dtype, remat=remat, attention=attention)
-  z_2BxD = mean_pool(hidden_2BxLxD, both_mask)
+
+  def embed(p, ids_NxL, mask_NxL, key):
+    hidden_NxLxD = encode(p, ids_NxL, mask_NxL, config=config, dropout_rng=key, dtype=dtype, remat=remat,
+                          attention=attention)
+    return mean_pool(hidden_NxLxD, mask_NxL)
+
+  z_2BxD = chunked_embeddings(embed, params["encoder"], jnp.concatenate([ids_BxL, ids2_BxL]), both_mask, rng,
+                              chunks=gradcache_chunks, policy=gradcache_policy)
   z1_BxD, z2_BxD = z_2BxD[:b], z_2BxD[b:]
   loss = nt_xent(z1_BxD, z2_BxD, temperature, groups_N=batch["dup"] if dedup else None)
   metrics = {"contrastive_loss": loss}
@@ -155,8 +163,8 @@ def _batches(cfg, prepared, common):
 def _loss(cfg, config, dtype, remat):
   s = cfg.simcse
   return partial(loss_fn, config=config, dtype=dtype, remat=remat, attention=cfg.model.attention,
-                 temperature=s.temperature, dedup=s.dedup,
-                 return_pooled=True)
+                 temperature=s.temperature, dedup=s.dedup, return_pooled=True,
+                 gradcache_chunks=int(cfg.gradcache.chunks), gradcache_policy=cfg.gradcache.policy)
 
 
 def _pad_lengths(cfg) -> dict[str, int]:

@@ -72,6 +72,11 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   if block:
     c[objective] = block
 
+  # Cached contrastive loss (GradCache: objectives/cached.py) for global batches whose activations do not fit:
+  # the contrastive passes of simcse run in this many chunks, keeping only each chunk's inputs.
+  from jaxemb.objectives import cached
+  cached.defaults(c)
+
   # Adaptation levers (freeze, LoRA, MLM head, anchors to the initial weights): all off by default.
   from jaxemb.train import adapt, select
   adapt.defaults(c)
