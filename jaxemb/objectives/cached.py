@@ -37,24 +37,34 @@ def defaults(c: ml_collections.ConfigDict) -> None:
   c.gradcache.policy = "nothing_saveable"
 
 
-def chunked_embeddings(embed: Callable, params, ids_NxL: jax.Array, mask_NxL: jax.Array, rng: jax.Array | None,
-                       *, chunks: int, policy: str = "nothing_saveable") -> jax.Array:
-  """embed(params, ids, mask, rng) -> rows x D, run over `chunks` strided chunks of the N rows with only each
-  chunk's inputs kept for the backward pass (GradCache). Returns N x D in row order; chunks <= 1 = one pass."""
-  n, length = ids_NxL.shape
+def chunked_rows(fn: Callable, params, rows: dict[str, jax.Array], rng: jax.Array | None, *, chunks: int,
+                 policy: str = "nothing_saveable"):
+  """fn(params, rows_chunk, rng) -> a pytree of per-row arrays (leading axis = the chunk's rows), run over
+  `chunks` strided chunks of the N rows of `rows` (every value has N leading rows) with only each chunk's
+  inputs kept for the backward pass (GradCache). Returns the pytree for all N rows in row order; chunks <= 1
+  (or a single chunk's worth of rows) = one pass of fn over everything with `rng` itself."""
+  n = next(iter(rows.values())).shape[0]
   if chunks <= 1:
-    return embed(params, ids_NxL, mask_NxL, rng)
+    return fn(params, rows, rng)
   if n % chunks:
     raise ValueError(f"config.gradcache.chunks {chunks} must divide the {n} rows of a contrastive pass")
   r = n // chunks
-  ids_CxRxL = ids_NxL.reshape(r, chunks, length).transpose(1, 0, 2)
-  mask_CxRxL = mask_NxL.reshape(r, chunks, length).transpose(1, 0, 2)
-  body = jax.checkpoint(lambda p, ids, mask, key: embed(p, ids, mask, key), policy=remat_policy(policy))
+  # row i = j * chunks + c -> chunk c, place j: with the rows sharded over devices, so is j within a chunk.
+  split = lambda x: x.reshape((r, chunks) + x.shape[1:]).swapaxes(0, 1)  # noqa: E731
+  merge = lambda x: x.swapaxes(0, 1).reshape((n,) + x.shape[2:])  # noqa: E731
+  body = jax.checkpoint(fn, policy=remat_policy(policy))
 
   def one(carry, xs):
-    c, ids_RxL, mask_RxL = xs
+    c, chunk = xs
     key = None if rng is None else jax.random.fold_in(rng, c)
-    return carry, body(params, ids_RxL, mask_RxL, key)
+    return carry, body(params, chunk, key)
 
-  _, z_CxRxD = jax.lax.scan(one, None, (jnp.arange(chunks), ids_CxRxL, mask_CxRxL))
-  return z_CxRxD.transpose(1, 0, 2).reshape(n, -1)
+  _, out = jax.lax.scan(one, None, (jnp.arange(chunks), jax.tree.map(split, rows)))
+  return jax.tree.map(merge, out)
+
+
+def chunked_embeddings(embed: Callable, params, ids_NxL: jax.Array, mask_NxL: jax.Array, rng: jax.Array | None,
+                       *, chunks: int, policy: str = "nothing_saveable") -> jax.Array:
+  """`chunked_rows` of embed(params, ids, mask, rng) -> rows x D: N x D embeddings in row order."""
+  return chunked_rows(lambda p, rows, key: embed(p, rows["ids"], rows["mask"], key), params,
+                      {"ids": ids_NxL, "mask": mask_NxL}, rng, chunks=chunks, policy=policy)

@@ -16,10 +16,11 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxemb.data import batching
-from jaxemb.models.encoder import encode, mean_pool
+from jaxemb.models.encoder import encode, gather_rows, mean_pool
 from jaxemb.objectives import Objective
+from jaxemb.objectives.cached import chunked_rows
 from jaxemb.objectives.losses import nt_xent
-from jaxemb.objectives.mlm import mlm_loss_from_hidden
+from jaxemb.objectives.mlm import mlm_loss_from_rows
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -39,32 +40,49 @@ def defaults() -> ml_collections.ConfigDict:
 
 
 def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str = False, attention: str = "xla",
-            temperature: float = 0.05,
-            use_mlm: bool = True, positives: int = 2, mlm_weight: float = 1.0, return_pooled: bool = False):
+            temperature: float = 0.05, use_mlm: bool = True, positives: int = 2, mlm_weight: float = 1.0,
+            return_pooled: bool = False, gradcache_chunks: int = 0, gradcache_policy: str = "nothing_saveable"):
   """Returns (contrastive + mlm_weight * MLM, metrics), and with return_pooled the anchors' (embeddings_NxD,
-  ids, mask) as a third element. With use_mlm=False: the contrastive-only ablation."""
+  ids, mask) as a third element. With use_mlm=False: the contrastive-only ablation. gradcache_chunks > 1:
+  each encoder pass runs in that many chunks keeping only their inputs (GradCache, objectives/cached.py); the
+  anchors' pass hands back their mean-pooled rows and the hidden rows at the MLM slots, so the MLM head and
+  both losses still see the whole global batch."""
   rng_a, rng_p = jax.random.split(rng)
-  hidden_NxLxD = encode(params["encoder"], batch["anchor_ids"], batch["anchor_mask"], config=config,
-                        dropout_rng=rng_a, dtype=dtype, remat=remat, attention=attention)
-  anchors_NxD = mean_pool(hidden_NxLxD, batch["anchor_mask"])
-  pos_hidden = encode(params["encoder"], batch["positive_ids"], batch["positive_mask"], config=config,
-                      dropout_rng=rng_p, dtype=dtype, remat=remat, attention=attention)
-  pos_NPxD = mean_pool(pos_hidden, batch["positive_mask"])
+  run = partial(chunked_rows, chunks=gradcache_chunks, policy=gradcache_policy)
+  enc = partial(encode, config=config, dtype=dtype, remat=remat, attention=attention)
+
+  def anchor_pass(p, rows, key):
+    hidden_NxLxD = enc(p, rows["ids"], rows["mask"], dropout_rng=key)
+    out = {"pooled": mean_pool(hidden_NxLxD, rows["mask"])}
+    if use_mlm:
+      out["masked_NxMxD"] = gather_rows(hidden_NxLxD, rows["positions"])
+    return out
+
+  def positive_pass(p, rows, key):
+    return mean_pool(enc(p, rows["ids"], rows["mask"], dropout_rng=key), rows["mask"])
+
+  rows = {"ids": batch["anchor_ids"], "mask": batch["anchor_mask"]}
+  if use_mlm:
+    rows["positions"] = batch["mlm_positions"]
+  anchors = run(anchor_pass, params["encoder"], rows, rng_a)
+  anchors_NxD = anchors["pooled"]
+  pos_NPxD = run(positive_pass, params["encoder"], {"ids": batch["positive_ids"], "mask": batch["positive_mask"]},
+                 rng_p)
   if "positive_index" in batch:
     # Length-split positives (DeclutrBatches(split_positives=True)): the longer half in its own padded
     # shape, then rows put back in anchor order. Dropout of the second pass uses its own key.
-    long_hidden = encode(params["encoder"], batch["positive_long_ids"], batch["positive_long_mask"],
-                         config=config, dropout_rng=jax.random.fold_in(rng_p, 1), dtype=dtype, remat=remat, attention=attention)
-    pos_all = jnp.concatenate([pos_NPxD, mean_pool(long_hidden, batch["positive_long_mask"])], axis=0)
-    pos_NPxD = pos_all[batch["positive_index"]]
+    long_NPxD = run(positive_pass, params["encoder"],
+                    {"ids": batch["positive_long_ids"], "mask": batch["positive_long_mask"]},
+                    jax.random.fold_in(rng_p, 1))
+    pos_NPxD = jnp.concatenate([pos_NPxD, long_NPxD], axis=0)[batch["positive_index"]]
   n, d = anchors_NxD.shape
   positives_NxD = pos_NPxD.reshape(n, positives, d).mean(axis=1)
   contrastive = nt_xent(anchors_NxD, positives_NxD, temperature)
   metrics = {"contrastive_loss": contrastive}
   loss = contrastive
   if use_mlm:
-    mlm, n_pred = mlm_loss_from_hidden(params, hidden_NxLxD, batch["mlm_positions"], batch["mlm_labels"],
-                                       batch["mlm_weights"], config=config, dtype=dtype)
+    mlm, n_pred = mlm_loss_from_rows(params, anchors["masked_NxMxD"], batch["mlm_labels"], batch["mlm_weights"],
+                                     config=config, dtype=dtype)
     metrics.update(mlm_loss=mlm, n_predictions=n_pred)
     loss = loss + mlm_weight * mlm
   if return_pooled:
@@ -85,8 +103,9 @@ def _batches(cfg, prepared, common):
 def _loss(cfg, config, dtype, remat):
   d = cfg.declutr
   return partial(loss_fn, config=config, dtype=dtype, remat=remat, attention=cfg.model.attention,
-                 temperature=d.temperature, use_mlm=d.use_mlm,
-                 positives=d.positives, mlm_weight=d.mlm_weight, return_pooled=True)
+                 temperature=d.temperature, use_mlm=d.use_mlm, positives=d.positives, mlm_weight=d.mlm_weight,
+                 return_pooled=True, gradcache_chunks=int(cfg.gradcache.chunks),
+                 gradcache_policy=cfg.gradcache.policy)
 
 
 def _pad_lengths(cfg) -> dict[str, int]:

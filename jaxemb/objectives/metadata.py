@@ -15,10 +15,11 @@ import ml_collections
 import numpy as np
 
 from jaxemb.data import batching
-from jaxemb.models.encoder import encode, mean_pool
+from jaxemb.models.encoder import encode, gather_rows, mean_pool
 from jaxemb.objectives import Objective
+from jaxemb.objectives.cached import chunked_rows
 from jaxemb.objectives.losses import classification_loss, supcon
-from jaxemb.objectives.mlm import mlm_loss_from_hidden
+from jaxemb.objectives.mlm import mlm_loss_from_rows
 
 NOTE_LOSSES = ("supcon", "classify")
 
@@ -47,25 +48,38 @@ def init_note_head(hidden_size: int, num_categories: int, seed: int, std: float 
 
 
 def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str = False, attention: str = "xla",
-            note_loss: str = "supcon",
-            weight: float = 0.1, temperature: float = 0.1, use_mlm: bool = True, use_note: bool = True,
-            dedup: bool = True, return_pooled: bool = False):
+            note_loss: str = "supcon", weight: float = 0.1, temperature: float = 0.1, use_mlm: bool = True,
+            use_note: bool = True, dedup: bool = True, return_pooled: bool = False, gradcache_chunks: int = 0,
+            gradcache_policy: str = "nothing_saveable"):
   """Returns (mlm + weight * note_loss, metrics); note-only runs use the note loss unweighted. With
-  return_pooled, the rows' (embeddings_BxD, ids, mask) as a third element."""
+  return_pooled, the rows' (embeddings_BxD, ids, mask) as a third element. gradcache_chunks > 1: the encoder
+  runs in that many chunks keeping only their inputs (GradCache, objectives/cached.py) and hands back the
+  mean-pooled rows and the hidden rows at the MLM slots; both losses still see the whole global batch."""
   if note_loss not in NOTE_LOSSES:
     raise ValueError(f"note_loss must be one of {NOTE_LOSSES}, got {note_loss!r}")
   if not (use_mlm or use_note):
     raise ValueError("metadata objective with both MLM and the note loss switched off has nothing to train")
-  hidden_BxLxD = encode(params["encoder"], batch["input_ids"], batch["attention_mask"], config=config,
-                        dropout_rng=rng, dtype=dtype, remat=remat, attention=attention)
+
+  def one_pass(p, rows, key):
+    hidden_BxLxD = encode(p, rows["ids"], rows["mask"], config=config, dropout_rng=key, dtype=dtype, remat=remat,
+                          attention=attention)
+    out = {"pooled": mean_pool(hidden_BxLxD, rows["mask"])}
+    if use_mlm:
+      out["masked_BxMxD"] = gather_rows(hidden_BxLxD, rows["positions"])
+    return out
+
+  rows = {"ids": batch["input_ids"], "mask": batch["attention_mask"]}
+  if use_mlm:
+    rows["positions"] = batch["mlm_positions"]
+  out = chunked_rows(one_pass, params["encoder"], rows, rng, chunks=gradcache_chunks, policy=gradcache_policy)
   metrics = {}
   loss = jnp.float32(0.0)
   if use_mlm:
-    mlm, n_pred = mlm_loss_from_hidden(params, hidden_BxLxD, batch["mlm_positions"], batch["mlm_labels"],
-                                       batch["mlm_weights"], config=config, dtype=dtype)
+    mlm, n_pred = mlm_loss_from_rows(params, out["masked_BxMxD"], batch["mlm_labels"], batch["mlm_weights"],
+                                     config=config, dtype=dtype)
     metrics.update(mlm_loss=mlm, n_predictions=n_pred)
     loss = loss + mlm
-  emb_BxD = mean_pool(hidden_BxLxD, batch["attention_mask"])
+  emb_BxD = out["pooled"]
   if use_note:
     if note_loss == "supcon":
       note = supcon(emb_BxD, batch["category"], temperature, groups_B=batch.get("dup") if dedup else None)
@@ -88,8 +102,9 @@ def _batches(cfg, prepared, common):
 def _loss(cfg, config, dtype, remat):
   m = cfg.metadata
   return partial(loss_fn, config=config, dtype=dtype, remat=remat, attention=cfg.model.attention,
-                 note_loss=m.note_loss, weight=m.weight,
-                 temperature=m.temperature, use_mlm=m.use_mlm, use_note=m.use_note, dedup=m.dedup,
+                 note_loss=m.note_loss, weight=m.weight, temperature=m.temperature, use_mlm=m.use_mlm,
+                 use_note=m.use_note, dedup=m.dedup, gradcache_chunks=int(cfg.gradcache.chunks),
+                 gradcache_policy=cfg.gradcache.policy,
                  return_pooled=True)
 
 

@@ -19,7 +19,14 @@ from jaxemb.objectives.losses import masked_lm_loss
 
 def mlm_loss_from_hidden(params, hidden_BxLxD, positions_BxM, labels_BxM, weights_BxM, *, config, dtype):
   """(loss, n_predictions) of the MLM head applied to the gathered masked rows."""
-  logits_BxMxV = mlm_logits(params, gather_rows(hidden_BxLxD, positions_BxM), config=config, dtype=dtype)
+  return mlm_loss_from_rows(params, gather_rows(hidden_BxLxD, positions_BxM), labels_BxM, weights_BxM,
+                            config=config, dtype=dtype)
+
+
+def mlm_loss_from_rows(params, rows_BxMxD, labels_BxM, weights_BxM, *, config, dtype):
+  """(loss, n_predictions) of the MLM head on hidden rows already gathered at the prediction slots (a
+  GradCache pass returns these, objectives/cached.py)."""
+  logits_BxMxV = mlm_logits(params, rows_BxMxD, config=config, dtype=dtype)
   return masked_lm_loss(logits_BxMxV, labels_BxM, weights_BxM)
 
 
