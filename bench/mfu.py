@@ -1,7 +1,8 @@
 """Model FLOPs utilisation of jaxemb's MLM train step on the local devices (the accelerator goal of issue #6).
 
-  python bench/mfu.py [--model bert-base|minilm|tiny|HF_FOLDER] [--batch 32] [--seq-len 512]
-      [--dtype bfloat16] [--remat] [--steps 10] [--peak-tflops X] [--json]
+  python bench/mfu.py [--model bert-base|minilm|tiny|HF_FOLDER] [--batch 32 (per device)] [--seq-len 512]
+      [--dtype bfloat16] [--remat] [--attention xla|dot_product_attention] [--steps 10] [--peak-tflops X]
+      [--trace DIR] [--json]
 
 The step is the training program's own (`loop.build_state_and_step`: AdamW + clipping, donated state, the
 batch sharded over every local device on a "data" mesh, the masked-only LM head). `bert-base` is a randomly
@@ -75,8 +76,8 @@ def synthetic_mlm_batch(batch: int, length: int, vocab: int, seed: int = 0) -> d
           "mlm_weights": np.ones((batch, m), np.float32)}
 
 
-def run(model: str, batch: int, seq_len: int, dtype: str, remat: bool, steps: int,
-        peak_tflops: float | None) -> dict:
+def run(model: str, batch_per_device: int, seq_len: int, dtype: str, remat: bool, steps: int,
+        peak_tflops: float | None, attention: str = "xla", trace: str = "") -> dict:
   import jax
   import numpy as np
   from jax.sharding import Mesh
@@ -92,14 +93,14 @@ def run(model: str, batch: int, seq_len: int, dtype: str, remat: bool, steps: in
   else:
     encoder = Encoder.from_pretrained(model)
   c = encoder.config
+  devices = jax.devices()
+  batch = batch_per_device * len(devices)  # global: the same work per device on 1 or 8 chips
   cfg = base_config("mlm")
   cfg.batch_size = batch
   cfg.data.max_length = seq_len
   cfg.model.dtype = dtype
   cfg.model.remat = remat
-  devices = jax.devices()
-  if batch % len(devices):
-    raise SystemExit(f"--batch {batch} must be a multiple of the {len(devices)} devices")
+  cfg.model.attention = attention
   mesh = Mesh(np.array(devices), ("data",))
   host_batch = synthetic_mlm_batch(batch, seq_len, c.vocab_size)
   state, step_fn = loop.build_state_and_step(cfg, encoder, None, mesh)
@@ -110,11 +111,15 @@ def run(model: str, batch: int, seq_len: int, dtype: str, remat: bool, steps: in
     state, metrics = compiled(state, host_batch)
   jax.block_until_ready((state, metrics))
   secs = []
+  if trace:  # a profiler trace of the timed steps (TensorBoard / Perfetto), for where the time goes
+    jax.profiler.start_trace(trace)
   for _ in range(steps):
     t0 = time.perf_counter()
     state, metrics = compiled(state, host_batch)
     jax.block_until_ready((state, metrics))
     secs.append(time.perf_counter() - t0)
+  if trace:
+    jax.profiler.stop_trace()
   step_s = statistics.median(secs)
   shapes = {k: list(v.shape) for k, v in host_batch.items()}
   dims = {"hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size, "num_layers": c.num_layers,
@@ -130,7 +135,8 @@ def run(model: str, batch: int, seq_len: int, dtype: str, remat: bool, steps: in
     peak, peak_source = measured_matmul_peak(dtype), f"measured 2048^2 {dtype} jit matmul (no datasheet entry)"
   total_peak = peak * len(devices)
   mem = compiled.memory_analysis()
-  return {"model": model, "dims": dims, "batch": batch, "seq_len": seq_len, "dtype": dtype, "remat": remat,
+  return {"model": model, "dims": dims, "batch": batch, "batch_per_device": batch_per_device, "seq_len": seq_len,
+          "dtype": dtype, "remat": remat, "attention": attention,
           "backend": jax.default_backend(), "device_kind": kind, "devices": len(devices),
           "compile_s": compile_s, "step_s": step_s, "step_s_all": secs, "tokens_per_sec": batch * seq_len / step_s,
           "model_tflop_per_step": flops / 1e12, "achieved_tflops": flops / step_s / 1e12,
@@ -142,15 +148,18 @@ def run(model: str, batch: int, seq_len: int, dtype: str, remat: bool, steps: in
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--model", default="bert-base", help="bert-base, minilm, tiny (random weights) or an HF folder")
-  p.add_argument("--batch", type=int, default=32, help="global batch (rows); a multiple of the device count")
+  p.add_argument("--batch", type=int, default=32, help="rows PER DEVICE (the global batch is this x devices)")
   p.add_argument("--seq-len", type=int, default=512)
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="bfloat16")
   p.add_argument("--remat", action="store_true", help="config.model.remat: recompute layers in the backward")
+  p.add_argument("--attention", default="xla", help="config.model.attention: xla or dot_product_attention")
+  p.add_argument("--trace", default="", help="write a jax.profiler trace of the timed steps to this folder")
   p.add_argument("--steps", type=int, default=10)
   p.add_argument("--peak-tflops", type=float, default=None, help="peak TFLOP/s of ONE device (overrides the table)")
   p.add_argument("--json", action="store_true")
   args = p.parse_args(argv)
-  res = run(args.model, args.batch, args.seq_len, args.dtype, args.remat, args.steps, args.peak_tflops)
+  res = run(args.model, args.batch, args.seq_len, args.dtype, args.remat, args.steps, args.peak_tflops,
+            args.attention, args.trace)
   print(f"{res['model']} MLM {res['batch']} x {res['seq_len']} {res['dtype']}{' remat' if res['remat'] else ''} on "
         f"{res['devices']} x {res['device_kind']} ({res['backend']})")
   print(harness.table(

@@ -329,3 +329,39 @@ def test_gradcache_objective_step_gradients_equal_the_full_batch(objective, tiny
   worst = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(g4), jax.tree.leaves(g0))) / scale
   print(objective, "max |grad difference| / max |grad|", worst)
   assert worst < 5e-5
+
+
+# ------------------------------------------------------------------------------------------- multi-host
+def test_hosts_that_list_different_checkpoints_are_refused(tmp_path):
+  """Two simulated hosts (the all-gather replaced by a function returning this host's row and another's): the
+  same listing passes, a host that lists no checkpoint (a workdir that is not shared) is a CheckpointError."""
+  from jaxemb.train.checkpoint import CheckpointError, agreed_steps
+  for step in (4, 8):
+    (tmp_path / "checkpoints" / str(step)).mkdir(parents=True)
+  assert agreed_steps(tmp_path, gather=lambda mine: np.stack([mine, mine])) == [4, 8]
+  other = np.array([0, -1, 0], np.int32)
+  with pytest.raises(CheckpointError, match="host 1: 0 checkpoints, latest -1"):
+    agreed_steps(tmp_path, gather=lambda mine: np.stack([mine, other]))
+  assert agreed_steps(tmp_path) == [4, 8]  # one process: nothing to compare
+
+
+def test_final_encoder_merges_lora_on_the_hosts_copy():
+  """LoRA merged from replicated mesh arrays: the same weights as merging the device arrays, computed from
+  host copies (nothing in the result lives on the mesh, so host 0 alone never starts a global program)."""
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+  from jaxemb.models import lora as lora_lib
+  from jaxemb.train import adapt
+  cfg = _config("mlm")
+  cfg.lora.rank, cfg.lora.alpha = 2, 4.0
+  rng = np.random.default_rng(0)
+  enc = {"layer_0": {"attention": {"query": {"weight": rng.standard_normal((8, 8)).astype(np.float32),
+                                             "bias": np.zeros(8, np.float32)}}}}
+  lora = {"layer_0/attention/query": {"a": rng.standard_normal((2, 8)).astype(np.float32),
+                                      "b": rng.standard_normal((8, 2)).astype(np.float32)}}
+  replicated = NamedSharding(Mesh(np.array(jax.devices()[:1]), ("data",)), P())
+  params = jax.device_put({"encoder": enc, "lora": lora}, replicated)
+  merged = adapt.final_encoder(params, cfg)
+  expected = lora_lib.merge(params["encoder"], params["lora"], 2.0)
+  for a, b in zip(jax.tree.leaves(merged), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not isinstance(getattr(a, "sharding", None), NamedSharding)

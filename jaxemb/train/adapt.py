@@ -26,6 +26,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jaxemb.models import lora as lora_lib
 from jaxemb.models.encoder import encode, mean_pool
@@ -160,7 +161,18 @@ def add_adapters(cfg: ml_collections.ConfigDict, params: dict) -> dict:
 
 
 def final_encoder(params: dict, cfg: ml_collections.ConfigDict) -> Any:
-  """The trained encoder as plain weights: adapters merged (what export writes)."""
+  """The trained encoder as plain weights: adapters merged (what export writes).
+
+  The merge runs on this host's copy of the replicated arrays (numpy in, computed on a local device): host 0
+  calls this alone (validation, export), and an operation on the global arrays would be a program over
+  every host's devices that the other hosts never join (a hang on a multi-host run)."""
   if int(cfg.lora.rank) > 0:
-    return lora_lib.merge(params["encoder"], params["lora"], float(cfg.lora.alpha) / int(cfg.lora.rank))
+    local = lambda tree: jax.tree.map(_local_copy, tree)  # noqa: E731
+    return lora_lib.merge(local(params["encoder"]), local(params["lora"]),
+                          float(cfg.lora.alpha) / int(cfg.lora.rank))
   return params["encoder"]
+
+
+def _local_copy(x):
+  """A replicated jax.Array's first local shard as numpy (every host holds a full copy); numpy unchanged."""
+  return np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x)

@@ -19,7 +19,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from jaxemb.cli import UserError
-from jaxemb.resolve import checkpoint_manager, checksum, checksums, verify_checksums
+from jaxemb.resolve import checkpoint_manager, checkpoint_steps, checksum, checksums, verify_checksums
 
 # Where checkpoints that failed to restore are moved (kept for inspection, out of Orbax's sight), so that the
 # resumed run can save those steps again.
@@ -28,6 +28,28 @@ UNREADABLE_DIR = "checkpoints_unreadable"
 
 class CheckpointError(UserError):
   """No checkpoint of the workdir could be restored."""
+
+
+def agreed_steps(workdir: str | Path, *, gather=None) -> list[int]:
+  """`checkpoint_steps(workdir)`, checked to be the same on every host. Each host lists its own file system:
+  with a workdir that is not shared (or not yet synced), hosts would resume from different steps, or some
+  would start afresh, and the run would train on inconsistent states or hang in a collective. Raises
+  CheckpointError naming what each host sees. `gather` (for tests) stands in for
+  multihost_utils.process_allgather."""
+  steps = checkpoint_steps(workdir)
+  if gather is None:
+    if jax.process_count() == 1:
+      return steps
+    from jax.experimental import multihost_utils
+    gather = multihost_utils.process_allgather
+  import numpy as np
+  mine = np.array([len(steps), steps[-1] if steps else -1, sum(steps) % (2**31 - 1)], np.int32)
+  seen = np.asarray(gather(mine)).reshape(-1, 3)
+  if (seen != seen[0]).any():
+    desc = "; ".join(f"host {i}: {n} checkpoints, latest {last}" for i, (n, last, _) in enumerate(seen.tolist()))
+    raise CheckpointError(f"the hosts see different checkpoints in {Path(workdir) / 'checkpoints'} ({desc}): "
+                          "the workdir must be one shared file system (e.g. a GCS bucket or NFS) for every host")
+  return steps
 
 
 def manager(workdir: str | Path, *, keep: int | None = 3, async_save: bool = True) -> ocp.CheckpointManager:

@@ -24,7 +24,6 @@ from jaxemb.models.api import Encoder
 from jaxemb import objectives
 from jaxemb.train import adapt, select
 from jaxemb.train.export import export, export_complete
-from jaxemb.resolve import checkpoint_steps
 from jaxemb.train import checkpoint as ckpt
 from jaxemb.train.workdir import WorkdirLock, truncate_metrics
 from jaxemb.train.optim import make_optimizer
@@ -256,7 +255,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]
 def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   is_host0 = jax.process_index() == 0
   _check_workdir(cfg, workdir, is_host0)
-  saved = checkpoint_steps(workdir)
+  saved = ckpt.agreed_steps(workdir)  # the same on every host, or a UserError
   total = int(cfg.total_steps) * int(cfg.optim.accumulate)
   if saved and saved[-1] >= total:
     if saved[-1] > total or not cfg.checkpoint.export_final or export_complete(workdir, total):
