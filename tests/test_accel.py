@@ -87,6 +87,11 @@ def test_dot_flops_are_counted_from_the_shapes():
   text = jax.jit(f).lower(jnp.ones((3, 4, 5)), jnp.ones((3, 5, 6), jnp.bfloat16)).as_text(dialect="hlo")
   (d,) = hlo.dots(text)
   assert d.flops == 2 * 3 * 4 * 6 * 5 and d.lhs_dtype == "f32"  # the bf16 operand was promoted first
+  # XLA's --xla_dump_to `*before_optimizations.txt` spelling (names with %), as the issue measures it.
+  dump = """  %p.1 = bf16[4,64,384]{2,1,0} parameter(0)
+  %p.2 = bf16[384,384]{1,0} parameter(1)
+  %dot_general.150 = f32[4,64,384]{2,1,0} dot(%p.1, %p.2), lhs_contracting_dims={2}, rhs_contracting_dims={1}"""
+  assert hlo.dots(dump) == [hlo.Dot("bf16", "bf16", "f32", 2 * 4 * 64 * 384 * 384)]
 
 
 # ------------------------------------------------------------------------------------------- attention

@@ -14,7 +14,7 @@ import re
 from collections import Counter
 
 # `name = f32[8,64,384]{2,1,0} op(...)`: an instruction with an array result (tuple results are skipped).
-_INSTR = re.compile(r"^\s*(?:ROOT\s+)?([\w.\-]+)\s*=\s*(\w+)\[([\d,]*)\](?:\{[^}]*\})?\s+(\w[\w\-]*)\((.*)$")
+_INSTR = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\w+)\[([\d,]*)\](?:\{[^}]*\})?\s+(\w[\w\-]*)\((.*)$")
 _DIMS = re.compile(r"(lhs_contracting_dims)=\{([\d,]*)\}")
 
 
