@@ -370,3 +370,13 @@ def test_final_encoder_merges_lora_on_the_hosts_copy():
   for a, b in zip(jax.tree.leaves(merged), jax.tree.leaves(expected)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert not isinstance(getattr(a, "sharding", None), NamedSharding)
+
+
+def test_fused_attention_asks_for_cudnn_only_on_gpu_in_half_precision(monkeypatch):
+  """JAX 0.10's implementation=None is XLA's everywhere, so the GPU kernel must be asked for by name, and
+  only where cuDNN takes the inputs (bf16/fp16)."""
+  from jaxemb.models import encoder
+  assert encoder.fused_attention_implementation(jnp.bfloat16) is None  # CPU
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert encoder.fused_attention_implementation(jnp.bfloat16) == "cudnn"
+  assert encoder.fused_attention_implementation(jnp.float32) is None

@@ -123,6 +123,15 @@ def remat_policy(remat: bool | str):
   return None if name == "nothing_saveable" else getattr(jax.checkpoint_policies, name)
 
 
+def fused_attention_implementation(dtype) -> str | None:
+  """`implementation` for jax.nn.dot_product_attention: "cudnn" (the fused flash-attention kernel) on GPU in
+  bf16/fp16, which is all cuDNN takes; None (XLA's implementation) elsewhere. JAX 0.10 does not choose cuDNN
+  by itself: None means XLA on every platform."""
+  if jax.default_backend() == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16):
+    return "cudnn"
+  return None
+
+
 class Linear(nn.Module):
   """y = x W^T + b with W stored (out, in) like PyTorch; float32 accumulation."""
   features: int
@@ -202,10 +211,9 @@ class SelfAttention(nn.Module):
     rng_attn, rng_out = jax.random.split(rng) if rng is not None else (None, None)
 
     if self.attention == "dot_product_attention":
-      # jax.nn.dot_product_attention picks the implementation per platform (cuDNN's fused kernel on GPU, XLA
-      # elsewhere) and takes B x L x H x d. It has no dropout, so the fused path drops no attention
-      # probabilities (`rng_attn` is drawn and unused, so every other dropout mask is the xla path's).
-      # Padding goes in as a boolean mask; the scale is applied inside the kernel.
+      # jax.nn.dot_product_attention takes B x L x H x d. It has no dropout, so the fused path drops no
+      # attention probabilities (`rng_attn` is drawn and unused, so every other dropout mask is the xla
+      # path's). Padding goes in as a boolean mask; the scale is applied inside the kernel.
       if self.query_block:
         raise ValueError("query_block is an option of the xla attention only")
 
@@ -215,7 +223,7 @@ class SelfAttention(nn.Module):
 
       ctx_BxLxHxd = jax.nn.dot_product_attention(
           heads_bld("query"), heads_bld("key"), heads_bld("value"), mask=bias_Bx1x1xL == 0,
-          scale=1.0 / math.sqrt(c.head_dim))
+          scale=1.0 / math.sqrt(c.head_dim), implementation=fused_attention_implementation(dt))
       ctx_BxLxD = ctx_BxLxHxd.reshape(b, l, c.hidden_size).astype(jnp.float32)
       return Output(c, dt, name="output")(ctx_BxLxD, x_BxLxD, rng_out)
 

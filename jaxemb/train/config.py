@@ -37,8 +37,8 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   # attention and elementwise work is recomputed, the dense matmuls are not).
   c.model.remat_policy = "nothing_saveable"
   # xla: the hand-written attention (float32 softmax, attention-probability dropout). dot_product_attention:
-  # jax.nn.dot_product_attention, which JAX implements per platform (cuDNN's fused kernel on GPU); it has no
-  # dropout, so on this path attention probabilities are not dropped (hidden dropout is unchanged).
+  # jax.nn.dot_product_attention (cuDNN's fused kernel on GPU in bf16, XLA's implementation elsewhere); it has
+  # no dropout, so on this path attention probabilities are not dropped (hidden dropout is unchanged).
   c.model.attention = "xla"
 
   # The data block shared with evaluation (jaxemb/data/spec.py: path, fields, split seed and fractions,
