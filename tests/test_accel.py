@@ -380,3 +380,28 @@ def test_fused_attention_asks_for_cudnn_only_on_gpu_in_half_precision(monkeypatc
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
   assert encoder.fused_attention_implementation(jnp.bfloat16) == "cudnn"
   assert encoder.fused_attention_implementation(jnp.float32) is None
+
+
+def test_remat_policies_keep_the_gradients_and_unknown_ones_are_refused():
+  """model.remat with each policy: the same loss and gradients as no remat (recomputation changes what is
+  stored, not what is computed), float32, dropout on (the same rng gives the same masks when recomputed)."""
+  from jaxemb.models.encoder import REMAT_POLICIES, encode, init_params, mean_pool
+  config = _tiny_config()
+  params = init_params(config, seed=1)["encoder"]
+  ids = jnp.asarray(np.random.default_rng(0).integers(1, 100, (2, 8)), jnp.int32)
+  mask = jnp.ones_like(ids)
+
+  def grads(remat):
+    f = lambda p: jnp.sum(mean_pool(encode(p, ids, mask, config=config, dropout_rng=jax.random.PRNGKey(1),
+                                           remat=remat), mask) ** 2)
+    return jax.value_and_grad(f)(params)
+
+  l0, g0 = grads(False)
+  scale = max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g0))
+  for policy in REMAT_POLICIES:
+    l1, g1 = grads(policy)
+    np.testing.assert_allclose(l1, l0, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g0)):  # XLA fuses the recomputation differently
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * scale)
+  with pytest.raises(ValueError, match="remat_policy"):
+    grads("everything_saveable_please")
