@@ -94,7 +94,7 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   failures. Returns the results.json document plus "paths" (the written files) and "timings"."""
   from jaxemb.eval import report
   from jaxemb.eval.cache import model_fingerprint, texts_digest
-  from jaxemb.eval.compare import verdict_rows
+  from jaxemb.metrics.compare import verdict_rows
   from jaxemb.eval.resume import ResultsStore, fingerprint_sha, resume_key
   from jaxemb.train.loop import enable_compilation_cache
 

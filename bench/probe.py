@@ -62,7 +62,7 @@ def main(argv=None) -> int:
   from jaxemb.eval.cache import cached_embeddings
   from jaxemb.eval.dataset import load_eval_data
   from jaxemb.eval.fewshot import parse_shots, sample_few_shot
-  from jaxemb.eval.metrics import macro_f1
+  from jaxemb.metrics.classification import macro_f1
   from jaxemb.eval.probe import ProbeSettings, train_probe
 
   log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731

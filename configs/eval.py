@@ -78,7 +78,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.tfidf_class_weight = "none"  # as probe.class_weight; balanced rows get the mode tfidf_balanced
 
   # The verdict: each model against the first of config.models, per (mode, shots): the paired difference in
-  # test macro-F1 with a bootstrap interval over test documents (jaxemb/eval/compare.py).
+  # test macro-F1 with a bootstrap interval over test documents (jaxemb/metrics/compare.py).
   config.verdict = ml_collections.ConfigDict()
   config.verdict.n_boot = 1000     # resamples of the test documents
   config.verdict.seed = 0

@@ -112,7 +112,7 @@ def eval_variants(corpus: str, names: list[str], out: Path, shots: str, seeds: s
 
 
 def _mean_std(runs: list[dict], model: str, mode: str, shots) -> str:
-  from jaxemb.eval.metrics import mean_std  # the sample std (ddof=1), as every other table of RESULTS
+  from jaxemb.metrics.classification import mean_std  # the sample std (ddof=1), as every other table of RESULTS
   vals = [r["macro_f1"] for r in runs if r["model"] == model and r["mode"] == mode and r["shots"] == shots
           and r["split"] == "test"]
   if not vals:

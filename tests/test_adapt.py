@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from jaxemb import objectives  # noqa: E402
+from jaxemb.metrics.cv_probe import cv_probe_f1, cv_probe_predictions  # noqa: E402
 from jaxemb.models import lora  # noqa: E402
 from jaxemb.models.config import EncoderConfig  # noqa: E402
 from jaxemb.models.encoder import encode, init_params, mean_pool, mlm_logits  # noqa: E402
@@ -283,16 +284,23 @@ def test_unigram_bias_is_the_smoothed_log_frequency():
 
 # ------------------------------------------------------------------------------------------------ validation
 def test_uniformity_alignment_and_probe_on_hand_made_points():
-  x = np.array([[1.0, 0.0], [0.0, 1.0]])
-  # Two orthogonal unit vectors: ||x - y||^2 = 2, uniformity = log exp(-2 * 2) = -4.
-  assert abs(select.uniformity(x) - (-4.0)) < 1e-12
-  assert abs(select.alignment(x, np.array([0, 0])) - 2.0) < 1e-12
+  x = np.array([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0], [0.0, -1.0], [-4.0, 0.0]])
+  labels = np.array([0, 0, -1, 1, 1])  # row 2 has no label
+  vs = select.ValidationSet(np.zeros((5, 4), np.int32), np.ones((5, 4), np.int32), labels, 5)
+  s = select.scores(x, x, vs, folds=2)
+  # The reference: Wang & Isola's definitions by a double loop over the unit rows.
+  u = x / np.linalg.norm(x, axis=1, keepdims=True)
+  d2 = {(i, j): float(((u[i] - u[j]) ** 2).sum()) for i in range(5) for j in range(i + 1, 5)}
+  assert abs(s["val_uniformity"] - np.log(np.mean(np.exp(-2 * np.array(list(d2.values())))))) < 1e-12
+  # alignment over the labelled same-label pairs (0, 1) and (3, 4): orthogonal unit vectors, 2 each
+  assert abs(s["val_alignment"] - np.mean([d2[0, 1], d2[3, 4]])) < 1e-12 and abs(s["val_alignment"] - 2.0) < 1e-12
+  assert abs(s["val_base_distance"]) < 1e-12
   rng = np.random.default_rng(0)
   z = np.concatenate([rng.normal(5, 0.1, (10, 3)), rng.normal(-5, 0.1, (10, 3))])
-  assert select.cv_probe_f1(z, np.array([0] * 10 + [1] * 10), folds=5) == 1.0  # separable classes
-  assert np.isnan(select.cv_probe_f1(z, np.zeros(20, int), folds=5))  # one class: nothing to score
+  assert cv_probe_f1(z, np.array([0] * 10 + [1] * 10), folds=5) == 1.0  # separable classes
+  assert np.isnan(cv_probe_f1(z, np.zeros(20, int), folds=5))  # one class: nothing to score
   # Repeated partitions: one prediction row per partition, each a permutation-free out-of-fold prediction.
-  keep, y, preds, _ = select.cv_probe_predictions(z, np.array([0] * 10 + [1] * 10), folds=5, repeats=3)
+  keep, y, preds, _ = cv_probe_predictions(z, np.array([0] * 10 + [1] * 10), folds=5, repeats=3)
   assert keep.all() and preds.shape == (3, 20) and (preds == y).all()
 
 
@@ -305,7 +313,7 @@ def test_validation_scores_pair_a_model_with_the_base():
   z0 = rng.normal(0, 1, (40, 4))                        # noise: the base cannot tell the classes apart
   z = z0 + 10.0 * np.eye(4)[labels]                     # the "adapted" model separates them
   vs = select.ValidationSet(np.zeros((40, 8), np.int32), np.ones((40, 8), np.int32), labels, 40)
-  base_preds = select.cv_probe_predictions(z0, labels, folds=5, repeats=2)[2]
+  base_preds = cv_probe_predictions(z0, labels, folds=5, repeats=2)[2]
   same = select.scores(z0, z0, vs, folds=5, repeats=2, base_preds=base_preds)
   assert same["val_diff"] == 0.0 and same["val_ci_low"] == same["val_ci_high"] == 0.0
   assert same["val_verdict"] == "no different" and abs(same["val_base_distance"]) < 1e-6

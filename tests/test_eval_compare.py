@@ -1,10 +1,10 @@
-"""The verdict's paired bootstrap (jaxemb/eval/compare.py) against hand-computed numbers and a plain loop."""
+"""The verdict's paired bootstrap (jaxemb/metrics/compare.py) against hand-computed numbers and a plain loop."""
 
 import numpy as np
 import pytest
 
-from jaxemb.eval.compare import paired_bootstrap, resample_weights, verdict_rows, weighted_macro_f1
-from jaxemb.eval.metrics import macro_f1
+from jaxemb.metrics.compare import paired_bootstrap, resample_weights, verdict_rows, weighted_macro_f1
+from jaxemb.metrics.classification import macro_f1
 
 Y4 = np.array([0, 0, 1, 1])
 P4 = np.array([0, 1, 1, 1])

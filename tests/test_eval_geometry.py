@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxemb.eval.geometry import alignment, embedding_geometry, knn_accuracy, l2_normalize, uniformity
+from jaxemb.metrics.geometry import alignment, embedding_geometry, knn_accuracy, l2_normalize, uniformity
 
 
 def _two_tight_far_clusters(n_per=20, d=8, seed=0):

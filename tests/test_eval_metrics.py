@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from jaxemb.eval.metrics import (average_ranks, binary_auroc, classification_metrics, confusion_matrix,
+from jaxemb.metrics.classification import (average_ranks, binary_auroc, classification_metrics, confusion_matrix,
                                  macro_auroc_ovr, macro_f1, mean_std)
 
 # Fixed arrays: 4 classes; class 3 is never predicted (precision 0 by convention), class 2 is predicted

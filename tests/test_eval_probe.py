@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jaxemb.eval.fewshot import sample_few_shot
-from jaxemb.eval.metrics import macro_f1
+from jaxemb.metrics.classification import macro_f1
 from jaxemb.eval.probe import (ProbeSettings, class_weights, train_probe,
                               weighted_cross_entropy)
 

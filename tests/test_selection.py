@@ -57,7 +57,8 @@ def test_cv_probe_keeps_its_folds_when_the_rarest_class_is_small():
   rng = np.random.default_rng(0)
   labels = np.array([0] * 12 + [1] * 10 + [2] * 2 + [3])  # class 3: one document, cannot be both
   z = rng.normal(0, 1, (len(labels), 6)) + 3.0 * np.eye(6)[labels]
-  cv = select.cv_probe_predictions(z, labels, folds=5, repeats=2)
+  from jaxemb.metrics.cv_probe import cv_probe_predictions
+  cv = cv_probe_predictions(z, labels, folds=5, repeats=2)
   assert cv.scheme["folds"] == 5 and cv.scheme["repeats"] == 2
   assert (cv.scheme["n_docs"], cv.scheme["n_classes"], cv.scheme["smallest_class_docs"]) == (24, 3, 2)
   assert cv.scheme["dropped_docs"] == 1 and cv.scheme["dropped_classes"] == [3]

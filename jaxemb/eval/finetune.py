@@ -28,7 +28,7 @@ import optax
 
 from jaxemb.data.batching import bucket_length, pad_sequences
 from jaxemb.eval.heads import apply_head, init_head
-from jaxemb.eval.metrics import macro_f1
+from jaxemb.metrics.classification import macro_f1
 from jaxemb.models.config import EncoderConfig
 from jaxemb.models.encoder import dropout as encoder_dropout
 from jaxemb.models.encoder import encode, mean_pool

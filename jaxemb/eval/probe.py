@@ -33,7 +33,7 @@ import numpy as np
 import optax
 
 from jaxemb.eval.heads import apply_head, init_head
-from jaxemb.eval.metrics import macro_f1
+from jaxemb.metrics.classification import macro_f1
 from jaxemb.models.encoder import hash_bits, hash_dropout, mix32
 from jaxemb.train import early_stopping
 from jaxemb.train.optim import adamw

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxemb.eval.metrics import mean_std
+from jaxemb.metrics.classification import mean_std
 
 RUN_KEYS = ("model", "mode", "shots", "seed", "split", "accuracy", "macro_f1", "weighted_f1",
             "macro_precision", "macro_recall", "auroc")

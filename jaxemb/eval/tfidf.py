@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxemb.eval.metrics import macro_f1
+from jaxemb.metrics.classification import macro_f1
 
 CLASS_WEIGHTS = ("none", "balanced")
 

@@ -25,7 +25,7 @@ import dataclasses
 import json
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import ml_collections
@@ -33,6 +33,9 @@ import numpy as np
 
 from jaxemb.data.batching import _pad_rows, bucket_length
 from jaxemb.models.encoder import pooled_embeddings, rows_per_chunk
+from jaxemb.metrics import geometry
+from jaxemb.metrics.compare import paired_bootstrap
+from jaxemb.metrics.cv_probe import cv_probe_predictions, mean_macro_f1
 from jaxemb.models.lora import interpolate
 
 _EMBED_BATCH = 16
@@ -122,86 +125,6 @@ def embed(params_encoder, vs: ValidationSet, config) -> np.ndarray:
   return np.concatenate(out)[:vs.n_docs]
 
 
-def _unit(z: np.ndarray) -> np.ndarray:
-  return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-
-
-def uniformity(z_NxD: np.ndarray) -> float:
-  """log mean_{i<j} exp(-2 ||x_i - x_j||^2) over l2-normalised rows (Wang & Isola 2020, t = 2)."""
-  u = _unit(z_NxD.astype(np.float64))
-  sq = np.maximum(2.0 - 2.0 * u @ u.T, 0.0)
-  iu = np.triu_indices(len(u), 1)
-  v = -2.0 * sq[iu]
-  return float(np.log(np.mean(np.exp(v - v.max()))) + v.max())
-
-
-def alignment(z_NxD: np.ndarray, labels_N: np.ndarray) -> float:
-  """mean ||x_i - x_j||^2 over same-label pairs i < j of l2-normalised rows (Wang & Isola 2020, alpha = 2)."""
-  u = _unit(z_NxD.astype(np.float64))
-  sq = np.maximum(2.0 - 2.0 * u @ u.T, 0.0)
-  same = (labels_N[:, None] == labels_N[None, :]) & (labels_N[:, None] >= 0)
-  iu = np.triu_indices(len(u), 1)
-  pairs = same[iu]
-  return float(sq[iu][pairs].mean()) if pairs.any() else float("nan")
-
-
-class CVPredictions(NamedTuple):
-  """Out-of-fold predictions of the cross-validated probe and the scheme that made them."""
-  keep_N: np.ndarray      # bool [N]: the documents scored (labelled, of a class with >= 2 documents)
-  y: np.ndarray           # int [N']: their labels
-  preds: np.ndarray       # int [repeats, N']: one row of out-of-fold predictions per fold partition
-  scheme: dict[str, Any]  # folds, repeats, documents and classes kept and dropped (export.json, the log)
-
-
-CV_SCHEME = ("stratified k-fold over the classes with >= 2 validation documents, k = validation.folds (fewer "
-             "only when the largest class is smaller), repeated with validation.repeats seeded partitions; a "
-             "class with fewer than k documents is spread over fewer folds, so each held-out document still has "
-             "a training document of its class; single-document classes cannot be both and are left out")
-
-
-def cv_probe_predictions(z_NxD: np.ndarray, labels_N: np.ndarray, folds: int, repeats: int = 1
-                         ) -> CVPredictions | None:
-  """Out-of-fold predictions of a logistic regression probe (standardised features, C = 1), one row per fold
-  partition (seeds 0 .. repeats-1), under the scheme `CV_SCHEME`. The number of folds does not shrink to the
-  smallest class (it used to: a corpus whose rarest validation class has 2 documents was scored with 2
-  folds). None when fewer than 2 classes or 2 folds are possible."""
-  import warnings
-  from sklearn.linear_model import LogisticRegression
-  from sklearn.model_selection import StratifiedKFold, cross_val_predict
-  from sklearn.pipeline import make_pipeline
-  from sklearn.preprocessing import StandardScaler
-  labelled = labels_N >= 0
-  classes, counts = np.unique(labels_N[labelled], return_counts=True)
-  keep = labelled & np.isin(labels_N, classes[counts >= 2])
-  x, y = z_NxD[keep], labels_N[keep]
-  kept = counts[counts >= 2]
-  k = int(min(folds, kept.max())) if len(kept) else 0
-  if len(kept) < 2 or k < 2:
-    return None
-  scheme = {"scheme": CV_SCHEME, "folds": k, "repeats": max(int(repeats), 1), "n_docs": int(keep.sum()),
-            "n_classes": int(len(kept)), "smallest_class_docs": int(kept.min()),
-            "dropped_docs": int(labelled.sum() - keep.sum()),
-            "dropped_classes": [int(c) for c in classes[counts < 2]]}
-  model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
-  with warnings.catch_warnings():  # "least populated class has only m members": intended, recorded in scheme
-    warnings.filterwarnings("ignore", message=".*least populated class.*", category=UserWarning)
-    preds = np.stack([cross_val_predict(model, x, y, cv=StratifiedKFold(k, shuffle=True, random_state=r))
-                      for r in range(scheme["repeats"])])
-  return CVPredictions(keep, y, preds, scheme)
-
-
-def cv_probe_f1(z_NxD: np.ndarray, labels_N: np.ndarray, folds: int, repeats: int = 1) -> float:
-  """Macro-F1 of the cross-validated probe (cv_probe_predictions), mean over the fold partitions."""
-  return _mean_macro_f1(cv_probe_predictions(z_NxD, labels_N, folds, repeats))
-
-
-def _mean_macro_f1(cv) -> float:
-  from sklearn.metrics import f1_score
-  if cv is None:
-    return float("nan")
-  return float(np.mean([f1_score(cv.y, p, average="macro") for p in cv.preds]))
-
-
 _COMPUTE = object()  # scores(cv=...): not given, compute it
 
 
@@ -211,14 +134,15 @@ def scores(z_NxD: np.ndarray, z0_NxD: np.ndarray, vs: ValidationSet, folds: int,
   out-of-fold predictions, same partitions) also the paired difference from the base: val_diff, its 95%
   bootstrap interval over validation documents (val_ci_low / val_ci_high) and val_verdict. `cv`: z's
   cv_probe_predictions when the caller already has them."""
-  from jaxemb.eval.compare import paired_bootstrap
-  out: dict[str, Any] = {"val_uniformity": uniformity(z_NxD),
-                         "val_base_distance": float(np.mean(1.0 - np.sum(_unit(z_NxD) * _unit(z0_NxD), axis=1)))}
+  u_NxD = geometry.l2_normalize(z_NxD)
+  out: dict[str, Any] = {"val_uniformity": geometry.uniformity(u_NxD),
+                         "val_base_distance": float(np.mean(1.0 - np.sum(u_NxD * geometry.l2_normalize(z0_NxD), axis=1)))}
   if vs.has_labels:
     if cv is _COMPUTE:
       cv = cv_probe_predictions(z_NxD, vs.labels_N, folds, repeats)
-    out["val_probe_f1"] = _mean_macro_f1(cv)
-    out["val_alignment"] = alignment(z_NxD, vs.labels_N)
+    out["val_probe_f1"] = mean_macro_f1(cv)
+    labelled = vs.labels_N >= 0
+    out["val_alignment"] = geometry.alignment(u_NxD[labelled], vs.labels_N[labelled])
     if cv is not None and base_preds is not None:
       y, preds = cv.y, cv.preds
       cmp = paired_bootstrap(y, preds, base_preds, num_classes=int(max(y.max(), preds.max(), base_preds.max())) + 1)

@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxemb.eval.dataset import EvalData, EvalError
 from jaxemb.eval.fewshot import Shots, parse_shots, sample_few_shot
-from jaxemb.eval.metrics import classification_metrics
+from jaxemb.metrics.classification import classification_metrics
 
 
 def csv_list(value: Any, where: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Geometry of the model's test-split embeddings (jaxemb/eval/geometry.py): alignment, uniformity,
+"""Geometry of the model's test-split embeddings (jaxemb/metrics/geometry.py): alignment, uniformity,
 silhouette, kNN, k-means agreement, by label and by metadata category, and 2-D maps. Unit: "geometry".
 
 Large test splits are measured on a seeded subset of config.geometry.max_points documents, the same for every
@@ -33,7 +33,8 @@ class GeometryEvaluator(Evaluator):
     return np.sort(np.random.default_rng(self.seed).choice(te, self.max_points, replace=False))
 
   def run(self, unit: str, model: ModelHandle, ctx: Context) -> UnitResult:
-    from jaxemb.eval.geometry import embedding_geometry, plot_map, project_2d
+    from jaxemb.eval.maps import plot_map, project_2d
+    from jaxemb.metrics.geometry import embedding_geometry
     from jaxemb.eval.report import model_slug
     data, spec = ctx.data, model.spec
     geo_idx = self._subset(ctx)
