@@ -22,6 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 
+def say(msg: str) -> None:
+  """A progress line of the training run on stderr (stdout stays free for what a command prints as its result)."""
+  print(f"[jaxemb] {msg}", file=sys.stderr, flush=True)
+
+
 class UserError(Exception):
   """An expected, user-facing failure: the CLIs print its message on one line and exit with status 2."""
 

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import ml_collections
 import numpy as np
 
+from jaxemb import atomic
 from jaxemb.cli import UserError
 
 SPEC_FILE = "data_spec.json"
@@ -150,9 +151,7 @@ def write_data_spec(workdir: str | os.PathLike, prepared, data_cfg: Any, batches
     if problem:
       raise DataSpecMismatchError(f"{workdir} was pre-trained on another split: {problem}; resuming would mix "
                                   "two splits. Use the recorded data settings or another --workdir.")
-  tmp = workdir / (SPEC_FILE + ".tmp")
-  tmp.write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
-  tmp.replace(workdir / SPEC_FILE)
+  atomic.write_json(workdir / SPEC_FILE, rec, sort_keys=True)
   return rec
 
 

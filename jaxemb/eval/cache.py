@@ -20,6 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from jaxemb import atomic
+
 # Bump when the embedding computation changes meaning (pooling, cleaning): old cache entries then miss.
 EMBED_VERSION = 1
 _IGNORED_DIRS = {"cache", "eval", "tb", "logs", "tensorboard", "__pycache__"}
@@ -115,8 +117,6 @@ def cached_embeddings(spec: str, texts: Sequence[str], *, max_length: int, cache
   tmp = cache_dir / f".emb-{key}.{os.getpid()}.npy"
   np.save(tmp, z, allow_pickle=False)
   os.replace(tmp, npy)
-  tmp_meta = cache_dir / f".emb-{key}.{os.getpid()}.json"
-  tmp_meta.write_text(json.dumps(info, indent=1))
-  os.replace(tmp_meta, meta)
+  atomic.write_json(meta, info, indent=1)
   log(f"  embeddings of {spec}: computed {z.shape[0]} x {z.shape[1]} in {seconds:.1f}s -> {npy.name}")
   return z, {**info, "cache_hit": False, "cache_file": str(npy)}

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from jaxemb import atomic
 from jaxemb.metrics.classification import mean_std
 
 RUN_KEYS = ("model", "mode", "shots", "seed", "split", "accuracy", "macro_f1", "weighted_f1",
@@ -131,10 +130,7 @@ def verdict_md(verdict: Sequence[dict]) -> list[str]:
 def write_json(path: Path, doc: dict) -> None:
   """results.json as strict JSON, atomically: a temporary file beside it, then os.replace, so a reader (or
   a rerun after a crash) sees the previous file or the new one, whole."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-  tmp.write_text(json.dumps(json_safe(doc), indent=1))
-  os.replace(tmp, path)
+  atomic.write_json(path, json_safe(doc), indent=1)
 
 
 def write_outputs(out_dir: Path, doc: dict) -> dict[str, Path]:

@@ -12,13 +12,12 @@ previous step intact. The layout (folder, item names, manager options) is define
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
 
-from jaxemb.cli import UserError
+from jaxemb.cli import UserError, say
 from jaxemb.resolve import checkpoint_manager, checkpoint_steps, checksum, checksums, verify_checksums
 
 # Where checkpoints that failed to restore are moved (kept for inspection, out of Orbax's sight), so that the
@@ -104,7 +103,7 @@ def restore_latest(mngr: ocp.CheckpointManager, workdir: str | Path, params_like
       failed.append((step, why))
       if is_host0:
         nxt = f"; trying step {steps[i + 1]}" if i + 1 < len(steps) else ""
-        _say(f"warning: the checkpoint at step {step} could not be restored ({why}){nxt}")
+        say(f"warning: the checkpoint at step {step} could not be restored ({why}){nxt}")
       continue
     if failed:
       _set_aside(mngr, Path(workdir), [s for s, _ in failed], is_host0)
@@ -126,12 +125,8 @@ def _set_aside(mngr: ocp.CheckpointManager, workdir: Path, steps: list[int], is_
       if target.exists():
         shutil.rmtree(target)
       shutil.move(str(workdir / "checkpoints" / str(step)), str(target))
-      _say(f"moved the unreadable checkpoint of step {step} to {target}")
+      say(f"moved the unreadable checkpoint of step {step} to {target}")
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices("jaxemb:checkpoints-set-aside")
   mngr.reload()
-
-
-def _say(msg: str) -> None:
-  print(f"[jaxemb] {msg}", file=sys.stderr, flush=True)

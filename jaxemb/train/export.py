@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from jaxemb import atomic
 from jaxemb.models.card import export_files
 from jaxemb.models.lora import interpolate
 from jaxemb.resolve import EXPORT_RECORD
-from jaxemb.train.select import write_json
 
 
 def export_complete(workdir: Path, total: int) -> bool:
@@ -55,7 +55,7 @@ def export(cfg, workdir: Path, *, encoder, trained: Any, mlm_head: Any, initial_
   if report["validation_trained_on"] and (best is not None or "interpolation" in report):
     say("caution: training also saw the validation documents that made this choice "
         "(validation.include_in_training=True)")
-  write_json(workdir / "export.json", report)
+  atomic.write_json(workdir / "export.json", report)
   spec_path = workdir / "data_spec.json"
   files = export_files(cfg=cfg, base_name=str(cfg.model.init), export=report, steps=total,
                        data_spec=json.loads(spec_path.read_text()) if spec_path.exists() else None)

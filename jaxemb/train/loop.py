@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -19,7 +18,8 @@ from absl import logging
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxemb.cli import UserError
+from jaxemb import atomic
+from jaxemb.cli import UserError, say
 from jaxemb.models.api import Encoder
 from jaxemb import objectives
 from jaxemb.train import adapt, select
@@ -259,9 +259,9 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   total = int(cfg.total_steps) * int(cfg.optim.accumulate)
   if saved and saved[-1] >= total:
     if saved[-1] > total or not cfg.checkpoint.export_final or export_complete(workdir, total):
-      _say(f"{workdir} is already at step {saved[-1]} (total_steps {cfg.total_steps}): nothing to train")
+      say(f"{workdir} is already at step {saved[-1]} (total_steps {cfg.total_steps}): nothing to train")
       return {"workdir": str(workdir), "steps": total, "start": saved[-1], "final": {}, "already_done": True}
-    _say(f"{workdir} is at its last step {total} but its export is missing or incomplete: exporting it")
+    say(f"{workdir} is at its last step {total} but its export is missing or incomplete: exporting it")
   enable_compilation_cache(cfg.compilation_cache)
 
   # -- mesh: one "data" axis over every device of every host.
@@ -275,19 +275,18 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   corpus_path, prepared, batches = open_corpus(cfg, encoder.tokenizer)
   from jaxemb.data.spec import drop_counts
   if is_host0:
-    _say(f"model {encoder}; corpus {corpus_path}: {prepared}")
+    say(f"model {encoder}; corpus {corpus_path}: {prepared}")
     # How the corpus was split and what pre-training drops: the evaluator checks its test split against it.
     from jaxemb.data.spec import write_data_spec
     write_data_spec(workdir, prepared, cfg.data, batches, exclude=select.training_exclude_splits(cfg))
     _write_config(cfg, workdir)  # after the data-spec check, so a refused resume leaves config.json as it was
     drops = drop_counts(prepared, batches)
     if any(drops.values()):
-      _say("documents not trained on: " + ", ".join(f"{k} {v}" for k, v in drops.items() if v))
+      say("documents not trained on: " + ", ".join(f"{k} {v}" for k, v in drops.items() if v))
     if not (workdir / "model" / "config.json").exists():
       encoder.save_pretrained(workdir / "model")  # tokenizer + config for the evaluator; weights = init
 
   # -- optimiser, state (replicated) and the jitted step.
-  accumulate = int(cfg.optim.accumulate)
   state, step_fn = build_state_and_step(cfg, encoder, batches, mesh)
 
   # -- checkpoint: resume when the workdir has one.
@@ -301,7 +300,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
     state = TrainState(step=t["step"], params=p, opt_state=t["opt_state"], rng=t["rng"])
     batches.set_state(data_state)
     if is_host0:
-      _say(f"resumed from {workdir / 'checkpoints'} at step {start}")
+      say(f"resumed from {workdir / 'checkpoints'} at step {start}")
   else:
     batches.set_state({"step": 0})
 
@@ -313,7 +312,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   if is_host0 and (every > 0 or alphas):
     validator = select.Validator(cfg, prepared, encoder.config, initial_encoder)
     if not validator.available:
-      _say("no validation documents: validation scores and the interpolation choice are off")
+      say("no validation documents: validation scores and the interpolation choice are off")
       validator = None
   best = None  # (val_probe_f1, step, host copy of the encoder) when validation.keep_best
   if is_host0 and cfg.validation.keep_best:
@@ -386,7 +385,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
     export(cfg, workdir, encoder=encoder, trained=_host_tree(adapt.final_encoder(state.params, cfg)),
            mlm_head=_host_tree(state.params["mlm_head"]), initial_encoder=initial_encoder, best=best,
            validator=validator, alphas=alphas, total=total, excluded_splits=select.training_exclude_splits(cfg),
-           say=_say)
+           say=say)
   mngr.close()
   return {"workdir": str(workdir), "steps": total, "start": start, "final": last}
 
@@ -395,10 +394,6 @@ def _host_tree(tree) -> Any:
   """A replicated device pytree as host numpy arrays (each host holds a full copy)."""
   return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x),
                       tree)
-
-
-def _say(msg: str) -> None:
-  print(f"[jaxemb] {msg}", file=sys.stderr, flush=True)
 
 
 _NONFINITE_ADVICE = ("the run stops here and the last good checkpoint stays in place. Lower config.optim.lr, "
@@ -482,7 +477,4 @@ def _check_workdir(cfg, workdir: Path, is_host0: bool) -> None:
 
 
 def _write_config(cfg, workdir: Path) -> None:
-  path = workdir / "config.json"
-  tmp = path.with_suffix(".json.tmp")
-  tmp.write_text(json.dumps(json.loads(cfg.to_json_best_effort()), indent=2, sort_keys=True) + "\n")
-  tmp.replace(path)
+  atomic.write_json(workdir / "config.json", json.loads(cfg.to_json_best_effort()), sort_keys=True)

@@ -22,7 +22,6 @@ and its verdict. That is the signal a recipe sweep reads without touching the te
 from __future__ import annotations
 
 import dataclasses
-import json
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -249,9 +248,3 @@ def load_best(workdir: Path, template: Any, resumed_at: int) -> tuple[float, int
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     tree = jax.tree_util.tree_unflatten(treedef, [f.get_tensor(_path_key(k)) for k, _ in leaves])
   return float(meta["val_probe_f1"]), int(meta["step"]), tree
-
-
-def write_json(path: Path, obj: dict) -> None:
-  tmp = path.with_suffix(".json.tmp")
-  tmp.write_text(json.dumps(obj, indent=2) + "\n")
-  tmp.replace(path)

@@ -14,20 +14,17 @@ import fcntl
 import json
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from jaxemb.cli import UserError
+from jaxemb.cli import UserError, say
 
 
 class WorkdirLockedError(UserError):
   """Another run holds the workdir."""
 
 
-def _say(msg: str) -> None:
-  print(f"[jaxemb] {msg}", file=sys.stderr, flush=True)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -52,7 +49,7 @@ class WorkdirLock:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
       except OSError as e:
         if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):  # a filesystem without locks
-          _say(f"warning: {self.path.parent} cannot be locked on this filesystem ({e.strerror}): nothing stops a "
+          say(f"warning: {self.path.parent} cannot be locked on this filesystem ({e.strerror}): nothing stops a "
                "second run on it")
           self.fd = fd
           return self
@@ -79,7 +76,7 @@ class WorkdirLock:
       pid, host = previous.get("pid"), previous.get("host")
       state = ("no longer running" if host == socket.gethostname() and isinstance(pid, int)
                and not _pid_alive(pid) else "its lock is released")
-      _say(f"taking over the stale lock {self.path} of pid {pid} on host {host} ({state})")
+      say(f"taking over the stale lock {self.path} of pid {pid} on host {host} ({state})")
     body = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode()
     os.ftruncate(fd, 0)
