@@ -203,7 +203,7 @@ class JaxSide:
 def _bucketed_tokens(ids, batch_size, max_length) -> int:
   """Padded tokens Encoder.embed computes (its batching plan, `inference_batches`)."""
   import jax
-  from jaxemb.data.batching import inference_batches
+  from jaxemb.models.inference import inference_batches
   plan = inference_batches([len(x) for x in ids], batch_size, max_length, jax.device_count())
   return sum(size * length for _, size, length in plan)
 

@@ -9,7 +9,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from jaxemb.data.batching import (LENGTH_BUCKETS, DeclutrBatches, MetadataBatches, MLMBatches,  # noqa: E402
-                                  inference_batch_sizes, inference_batches, mlm_max_predictions)
+                                  mlm_max_predictions)
+from jaxemb.models.inference import inference_batch_sizes, inference_batches  # noqa: E402
 from jaxemb.data.corpus import Fields  # noqa: E402
 
 FIELDS = Fields(text="text", label="specialty", metadata="note_type", group="group", split="split", id="id")

@@ -16,7 +16,7 @@ from conftest import FIXTURES, REPO
 from jaxemb import Encoder
 from jaxemb.models import convert
 from jaxemb.models.config import EncoderConfig
-from jaxemb.data.batching import pad_sequences
+from jaxemb.models.inference import pad_sequences
 from jaxemb.models.encoder import (attention_query_block, dropout, encode, gather_rows, mean_pool, mlm_logits,
                                    pooled_embeddings, rows_per_chunk)
 

@@ -130,7 +130,7 @@ def test_neftune_evaluation_is_noise_free(tiny, neftune_run):
   np.testing.assert_allclose(p1, p3, atol=1e-6)
   np.testing.assert_allclose(res.probs_ExC, p1, atol=1e-6)
   # and from the encoder called directly, without noise or dropout
-  from jaxemb.data.batching import pad_sequences
+  from jaxemb.models.inference import pad_sequences
   ids_BxL, mask_BxL = pad_sequences([ids[i] for i in eval_rows], len(eval_rows), 16, 0)
   hidden = encode({**frozen, **res.params["encoder"]}, ids_BxL, mask_BxL, config=enc.config)
   probs = jax.nn.softmax(apply_head("probe", res.params["head"], mean_pool(hidden, mask_BxL)), -1)

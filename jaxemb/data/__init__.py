@@ -26,8 +26,7 @@ _LAZY = {
   "SpecialTokens": "masking", "mask_tokens": "masking",
   "sample_spans": "spans",
   "MLMBatches": "batching", "MetadataBatches": "batching", "DeclutrBatches": "batching",
-  "bucket_length": "batching", "inference_bucket_length": "batching", "inference_batch_sizes": "batching",
-  "inference_batches": "batching", "mlm_max_predictions": "batching", "LENGTH_BUCKETS": "batching",
+  "bucket_length": "batching", "mlm_max_predictions": "batching", "LENGTH_BUCKETS": "batching",
   "quickstart_corpus_path": "synthetic",
 }
 

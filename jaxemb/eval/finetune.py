@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxemb.data.batching import bucket_length, pad_sequences
+from jaxemb.data.batching import bucket_length
+from jaxemb.models.inference import pad_sequences
 from jaxemb.eval.heads import apply_head, init_head
 from jaxemb.metrics.classification import macro_f1
 from jaxemb.models.config import EncoderConfig

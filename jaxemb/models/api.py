@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxemb.data.batching import inference_batches, pad_sequences
+from jaxemb.models.inference import inference_batches, pad_sequences
 from jaxemb.models import convert
 from jaxemb.models import lora as lora_lib
 from jaxemb.models.config import EncoderConfig
