@@ -96,7 +96,7 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   from jaxemb.eval.cache import model_fingerprint, texts_digest
   from jaxemb.metrics.compare import verdict_rows
   from jaxemb.eval.resume import ResultsStore, fingerprint_sha, resume_key
-  from jaxemb.train.loop import enable_compilation_cache
+  from jaxemb.train.runtime import enable_compilation_cache
 
   t_start = time.time()
   enable_compilation_cache(cfg.compilation_cache)

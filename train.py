@@ -24,7 +24,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _train() -> int:
-  from jaxemb.train.loop import maybe_initialize_distributed, train
+  from jaxemb.train.loop import train
+  from jaxemb.train.runtime import maybe_initialize_distributed
   cfg = _CONFIG.value
   maybe_initialize_distributed(cfg)  # before any other jax call
   summary = train(cfg, _WORKDIR.value)

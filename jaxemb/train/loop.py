@@ -14,7 +14,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import logging
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -25,7 +24,8 @@ from jaxemb import objectives
 from jaxemb.train import adapt, select
 from jaxemb.train.export import export, export_complete
 from jaxemb.train import checkpoint as ckpt
-from jaxemb.train.workdir import WorkdirLock, truncate_metrics
+from jaxemb.train.runtime import enable_compilation_cache
+from jaxemb.train.workdir import MetricsLog, WorkdirLock, truncate_metrics
 from jaxemb.train.optim import make_optimizer
 from jaxemb.train.prefetch import Prefetch
 
@@ -44,30 +44,6 @@ class TrainState:
   params: Any
   opt_state: Any
   rng: jax.Array
-
-
-# ============================================================================================ distributed
-def maybe_initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
-  """jax.distributed.initialize() when configured. On a TPU VM no argument is needed; elsewhere
-  coordinator_address / num_processes / process_id (e.g. two CPU processes on localhost for testing)."""
-  d = cfg.distributed
-  if not d.initialize:
-    return
-  kwargs = {}
-  if d.coordinator_address:
-    kwargs = dict(coordinator_address=d.coordinator_address, num_processes=int(d.num_processes),
-                  process_id=int(d.process_id))
-  jax.distributed.initialize(**kwargs)
-
-
-def enable_compilation_cache(setting: str) -> None:
-  if not setting:
-    return
-  if setting == "auto":
-    from jaxemb.data import default_cache_dir
-    setting = str(default_cache_dir() / "xla")
-  jax.config.update("jax_compilation_cache_dir", setting)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 # ============================================================================================ input
@@ -210,37 +186,6 @@ class _BoundStep:
 
   def lower(self, state, batch):
     return self.jitted.lower(state, batch, self.anchor)
-
-
-# ============================================================================================ logging
-class MetricsLog:
-  """metrics.jsonl + TensorBoard events (tensorboardX: no TensorFlow), written by host 0 only."""
-
-  def __init__(self, workdir: Path, enabled: bool):
-    self.enabled = enabled
-    self.writer = None
-    if enabled:
-      self.file = open(workdir / "metrics.jsonl", "a", buffering=1)
-      try:
-        from tensorboardX import SummaryWriter
-        self.writer = SummaryWriter(str(workdir / "tb"))
-      except ImportError:  # optional: metrics.jsonl is the record of truth
-        logging.warning("tensorboardX not installed: no TensorBoard events")
-
-  def write(self, step: int, metrics: dict[str, float]) -> None:
-    if not self.enabled:
-      return
-    self.file.write(json.dumps({"step": step, **metrics}) + "\n")
-    if self.writer is not None:
-      for k, v in metrics.items():
-        if isinstance(v, (int, float)):  # a verdict word stays in metrics.jsonl only
-          self.writer.add_scalar(f"train/{k}", v, step)
-
-  def close(self) -> None:
-    if self.enabled:
-      self.file.close()
-      if self.writer is not None:
-        self.writer.close()
 
 
 # ============================================================================================ the loop

@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from absl import logging
+
 from jaxemb.cli import UserError, say
 
 
 class WorkdirLockedError(UserError):
   """Another run holds the workdir."""
-
-
 
 
 def _pid_alive(pid: int) -> bool:
@@ -135,3 +135,33 @@ def truncate_metrics(path: str | os.PathLike, step: int) -> int:
     tmp.write_text("".join(line + "\n" for line in kept))
     os.replace(tmp, path)
   return dropped
+
+
+class MetricsLog:
+  """metrics.jsonl + TensorBoard events (tensorboardX: no TensorFlow), written by host 0 only."""
+
+  def __init__(self, workdir: Path, enabled: bool):
+    self.enabled = enabled
+    self.writer = None
+    if enabled:
+      self.file = open(workdir / "metrics.jsonl", "a", buffering=1)
+      try:
+        from tensorboardX import SummaryWriter
+        self.writer = SummaryWriter(str(workdir / "tb"))
+      except ImportError:  # optional: metrics.jsonl is the record of truth
+        logging.warning("tensorboardX not installed: no TensorBoard events")
+
+  def write(self, step: int, metrics: dict[str, float]) -> None:
+    if not self.enabled:
+      return
+    self.file.write(json.dumps({"step": step, **metrics}) + "\n")
+    if self.writer is not None:
+      for k, v in metrics.items():
+        if isinstance(v, (int, float)):  # a verdict word stays in metrics.jsonl only
+          self.writer.add_scalar(f"train/{k}", v, step)
+
+  def close(self) -> None:
+    if self.enabled:
+      self.file.close()
+      if self.writer is not None:
+        self.writer.close()
