@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from jaxemb.models import convert
 from jaxemb.models import lora as lora_lib
 from jaxemb.models.config import EncoderConfig
 from jaxemb.models.encoder import init_mlm_head, jitted_embed_fn
+from jaxemb.models.windows import Pooler, Windowing
 from jaxemb.resolve import load_tokenizer, packaged_minilm_dir, resolve
 
 # Small files sentence-transformers reads; copied through on export so the adapted folder loads there unchanged.
@@ -114,26 +116,95 @@ class Encoder:
                           return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
   def embed(self, texts: Sequence[str], batch_size: int = 32, max_length: int = 256, normalize: bool = False,
-            dtype: str = "float32") -> np.ndarray:
-    """Embeddings float32 [N, D] in input order: masked mean of the last hidden layer over non-pad tokens.
+            dtype: str = "float32", *, window: int = 0, stride: int = 0, pooling: str = "first",
+            max_windows: int = 0) -> np.ndarray:
+    """Embeddings float32 [N, D] in input order (mean_max: [N, 2 D]).
 
-    Texts are sorted by length and each batch is padded to the next multiple of 32 tokens; a last partial
-    batch is split into halvings of batch_size (`inference_batch_sizes`: 20 rows run as 16 + 4, not padded
-    to 32). So little padding is computed, and the forward pass compiles once per (rows, length) bucket.
-    With several devices each batch is sharded over them. On CPU each device runs its rows in chunks of ~512
-    tokens whose activations stay in cache (`encoder.rows_per_chunk`; 1.2-2x faster at 128-512 tokens,
-    docs/PERFORMANCE.md), and rows of 448+ tokens through attention in blocks of queries (~10% at 512).
+    window = 0 (the default): each text's first `max_length` tokens (special tokens included), masked mean of
+    the last hidden layer over its non-pad tokens. window > 0: the whole document, cut into windows of
+    `window` tokens (special tokens included) overlapping by `stride`, at most `max_windows` of them (0 = all),
+    each embedded like a short text and pooled per document by `pooling` (first, mean = token-weighted,
+    mean_unweighted, max, mean_max; jaxemb/models/windows.py). A text that fits one window gets exactly the
+    vector of window = 0 with max_length = window. `normalize` L2-normalises the final (pooled) rows.
+
+    Texts (or windows) are sorted by length and each batch is padded to the next multiple of 32 tokens; a last
+    partial batch is split into halvings of batch_size (`inference_batch_sizes`: 20 rows run as 16 + 4, not
+    padded to 32). So little padding is computed, and the forward pass compiles once per (rows, length)
+    bucket. With several devices each batch is sharded over them. On CPU each device runs its rows in chunks
+    of ~512 tokens whose activations stay in cache (`encoder.rows_per_chunk`; 1.2-2x faster at 128-512
+    tokens, docs/PERFORMANCE.md), and rows of 448+ tokens through attention in blocks of queries (~10% at 512).
     """
-    ids = self.tokenize(texts, max_length)
-    n = len(ids)
-    if n == 0:
-      return np.zeros((0, self.config.hidden_size), np.float32)
+    if window == 0:
+      if pooling != "first":
+        Windowing(0, stride, pooling, max_windows).check()  # the one message for pooling without windows
+      ids = self.tokenize(texts, max_length)
+      out = np.zeros((len(ids), self.config.hidden_size), np.float32)
+      for rows, z_BxD in self._embed_ids(ids, batch_size, max_length, dtype, normalize):
+        out[rows] = z_BxD
+      return out
+    z = self.embed_documents(texts, Windowing(window, stride, pooling, max_windows), batch_size=batch_size,
+                             dtype=dtype)[pooling]
+    if normalize:
+      z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    return z
+
+  def embed_documents(self, texts: Sequence[str], windowing: Windowing, *, poolings: Sequence[str] | None = None,
+                      batch_size: int = 32, dtype: str = "float32", docs_per_pass: int = 256,
+                      windows_per_pass: int = 2048) -> dict[str, np.ndarray]:
+    """Whole-document embeddings under several poolings from one pass: {pooling: float32 [N, D]} for
+    `poolings` (default: windowing.pooling; POOLINGS gives all of them for the cost of one).
+
+    Streamed: texts are tokenised `docs_per_pass` at a time and their windows embedded once
+    `windows_per_pass` have gathered (sorted by length, batched like texts: windows of many documents share a
+    batch), then added to running per-document pools, so memory holds one pass of windows however long the
+    documents are. With only `first` asked for, only each document's first window is cut."""
+    _check_texts(texts)
+    # Each window is wrapped as the model's tokenizer wraps a single text, [CLS] .. [SEP] (RoBERTa: <s> .. </s>),
+    # the same wrapping as the training batch builders (data/batching.py _pad_rows).
+    cls, sep, n_special = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, 2
+    windowing.check(n_special, self.config.max_tokens)
+    if windowing.window == 0:
+      raise ValueError("embed_documents needs window > 0; window 0 is embed(texts, max_length=...)")
+    poolings = tuple(dict.fromkeys(poolings or (windowing.pooling,)))
+    for p in poolings:
+      dataclasses.replace(windowing, pooling=p).check(n_special)
+    if poolings == ("first",):
+      windowing = dataclasses.replace(windowing, max_windows=1)
+    pool = Pooler(len(texts), self.config.hidden_size, poolings)
+    pending: list[tuple[int, bool, list[int]]] = []  # (document, first window?, ids with special tokens)
+
+    def flush():
+      ids = [w[2] for w in pending]
+      doc_W = np.array([w[0] for w in pending], np.int64)
+      first_W = np.array([w[1] for w in pending])
+      tokens_W = np.array([len(x) for x in ids], np.float64)
+      for rows, z_BxD in self._embed_ids(ids, batch_size, windowing.window, dtype, False):
+        pool.add(doc_W[rows], first_W[rows], tokens_W[rows], z_BxD)
+      pending.clear()
+
+    for lo in range(0, len(texts), docs_per_pass):
+      # verbose=False: documents longer than the model's window are expected here (they are cut below)
+      content = self.tokenizer(list(texts[lo:lo + docs_per_pass]), add_special_tokens=False, verbose=False,
+                               return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+      for d, tok in enumerate(content, start=lo):
+        for k, (a, b) in enumerate(windowing.spans(len(tok), n_special)):
+          pending.append((d, k == 0, [cls, *tok[a:b], sep]))
+        if len(pending) >= windows_per_pass:
+          flush()
+    if pending:
+      flush()
+    return {p: pool.result(p) for p in poolings}
+
+  def _embed_ids(self, ids: list[list[int]], batch_size: int, max_length: int, dtype: str, normalize: bool):
+    """Yields (row indices, float32 [rows, D]) covering every id list once: the batched, sharded forward pass
+    both embed paths share (one batch kept in flight while the next is prepared)."""
+    if not ids:
+      return
     fn = jitted_embed_fn(self.config, dtype, normalize)
     mesh = Mesh(np.array(jax.devices()), ("data",))
     rep, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     plan = inference_batches([len(x) for x in ids], batch_size, max_length, jax.device_count())
     params = self._replicated_encoder(mesh, rep)
-    out = np.zeros((n, self.config.hidden_size), np.float32)
     pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.config.pad_token_id
     pending = []
     for rows, size, length in plan:
@@ -142,10 +213,9 @@ class Encoder:
       pending.append((rows, fn(params, jax.device_put(ids_BxL, shard), jax.device_put(mask_BxL, shard))))
       if len(pending) > 1:
         r0, y0 = pending.pop(0)
-        out[r0] = np.asarray(y0)[:len(r0)]
+        yield r0, np.asarray(y0)[:len(r0)]
     for r0, y0 in pending:
-      out[r0] = np.asarray(y0)[:len(r0)]
-    return out
+      yield r0, np.asarray(y0)[:len(r0)]
 
   def _replicated_encoder(self, mesh: Mesh, rep: NamedSharding):
     """The encoder parameters on every device of `mesh`, copied once and reused while they are the same
