@@ -74,19 +74,17 @@ def check_data_specs(models: list[str], data) -> None:
         log(f"data: {note}")
 
 
-def _write_cards(verdict: list[dict[str, Any]], corpus: str) -> None:
-  """The verdict into the model card of each evaluated model exported by jaxemb training (WORKDIR/model);
-  other folders' cards are not ours to edit."""
-  from jaxemb.models.card import write_verdict
-  for model in dict.fromkeys(v["model"] for v in verdict):
-    rows = [v for v in verdict if v["model"] == model]
-    lines = [f"Against `{rows[0]['base']}` on `{corpus}` (test macro-F1, mean over seeds; 95% paired bootstrap "
-             "interval over test documents):", "", "| mode | shots | difference | 95% interval | verdict |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {v['mode']} | {v['shots']} | {v['diff']:+.3f} | [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}] | "
-              f"{v['verdict']} |" for v in rows]
-    if Path(model).expanduser().is_dir() and write_verdict(Path(model).expanduser(), "\n".join(lines)):
-      log(f"eval: verdict written into {Path(model) / 'README.md'}")
+def _write_cards(verdict: list[dict[str, Any]], corpus: str, plan) -> None:
+  """The verdict into the model card of each evaluated model exported by jaxemb training (WORKDIR/model),
+  with the embedding each row was evaluated with and how to reproduce it (models/card.py); other folders'
+  cards are not ours to edit."""
+  from jaxemb.models.card import verdict_markdown, write_verdict
+  for folder in dict.fromkeys(plan.model_spec(v["model"]) for v in verdict):
+    rows = [{**v, "embedding": plan.embedding_label(v["model"], v["mode"]),
+             "windowing": plan.embeddings.get(v["model"])} for v in verdict if plan.model_spec(v["model"]) == folder]
+    path = Path(folder).expanduser()
+    if path.is_dir() and write_verdict(path, verdict_markdown(rows, corpus, plan.max_length)):
+      log(f"eval: verdict written into {path / 'README.md'}")
 
 
 def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
@@ -94,7 +92,7 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   failures. Returns the results.json document plus "paths" (the written files) and "timings"."""
   from jaxemb.eval import report
   from jaxemb.eval.cache import model_fingerprint, texts_digest
-  from jaxemb.metrics.compare import verdict_rows
+  from jaxemb.metrics.compare import chosen_on_validation, verdict_rows
   from jaxemb.eval.resume import ResultsStore, fingerprint_sha, resume_key
   from jaxemb.train.runtime import enable_compilation_cache
 
@@ -105,7 +103,8 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
     raise EvalError(f"config.embed_dtype must be float32 or bfloat16; got {cfg.embed_dtype!r}")
   plan = evaluators.Plan.from_config(cfg)
   evals = evaluators.build(cfg, plan)   # every setting checked before any model loads
-  for spec in plan.models:
+  model_specs = list(dict.fromkeys(plan.model_spec(m) for m in plan.models))  # without "#key=value" suffixes
+  for spec in model_specs:
     check_model(spec)
   log(f"eval: {len(plan.models)} model(s) {plan.models}; evaluators {[e.name for e in evals]}; "
       f"shots {plan.shots}; seeds {plan.seeds}")
@@ -116,7 +115,7 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   sizes = data.info["split_sizes"]
   log(f"data: {len(data.class_names)} classes; train {sizes['train']}, validation {sizes['validation']}, "
       f"test {sizes['test']} ({data.info['split_source']})")
-  check_data_specs(plan.models, data)
+  check_data_specs(model_specs, data)
   dataset = {**data.info, "notes": data.notes}
   config = cfg.to_dict()
   ctx = evaluators.Context(cfg=cfg, plan=plan, data=data, out=out, log=log)
@@ -127,13 +126,13 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   jobs += [(ev.name, ev, unit) for ev in evals if not ev.per_model for unit in ev.units()]
   order = [(spec, unit) for spec, _, unit in jobs]
   handles = {spec: evaluators.ModelHandle(spec, ctx) for spec in plan.models}
-  fingerprints = {spec: fingerprint_sha(model_fingerprint(spec)) for spec in plan.models}
+  fingerprints = {spec: fingerprint_sha(model_fingerprint(plan.model_spec(spec))) for spec in plan.models}
 
-  def save(complete: bool, verdict=()) -> dict[str, Any]:
+  def save(complete: bool, verdict=(), chosen=()) -> dict[str, Any]:
     """results.json after a unit (complete=False), every output at the end."""
     timings = {**store.timings, **{f"{s}/{k}": round(v, 3) for s, h in handles.items() for k, v in h.timings.items()}}
     doc = {"dataset": dataset, "config": config, **store.ordered(order), "verdict": list(verdict),
-           "base": plan.models[0], "complete": complete, "timings_s": timings,
+           "base": plan.models[0], "chosen_embedding": list(chosen), "complete": complete, "timings_s": timings,
            "total_seconds": round(time.time() - t_start, 2)}
     if not complete:
       report.write_json(store.path, doc)
@@ -163,8 +162,12 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   verdict = verdict_rows(store.test_predictions(order), data.y_N[data.split_idx["test"]], plan.models[0],
                          plan.models, num_classes=len(data.class_names), n_boot=cfg.verdict.n_boot,
                          seed=cfg.verdict.seed, level=cfg.verdict.level)
-  res = save(complete=True, verdict=verdict)
-  _write_cards(verdict, str(cfg.data.path or "the quick-start corpus"))
+  chosen = chosen_on_validation(store.ordered(order)["runs"], plan)
+  res = save(complete=True, verdict=verdict, chosen=chosen)
+  _write_cards(verdict, str(cfg.data.path or "the quick-start corpus"), plan)
+  for c in chosen:
+    log(f"  validation chooses {c['chosen']} for {c['model']} {c['mode']} shots={c['shots']} "
+        f"(validation macro-F1 {c['val_macro_f1'][c['chosen']]:.3f})")
   for row in report.summarize(res["runs"]):
     log(f"  {report.model_slug(row['model']):>24} {row['mode']:>12} shots={str(row['shots']):>4}: "
         f"test macro-F1 {row['macro_f1']:.3f} ± {row['macro_f1_std']:.3f}")

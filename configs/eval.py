@@ -27,6 +27,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.shots = "8,16,32,64,all"  # examples per class in the training set; "all" = the whole train split
   config.seeds = "0,1,2,3,4"
   config.max_length = 256          # tokens per document (embedding and fine-tuning)
+  # How the frozen encoder embeds a document (probe, geometry; fine-tuning reads the first max_length tokens).
+  # window = 0: the first max_length tokens. window > 0: the whole document in windows of `window` tokens
+  # (special tokens included) overlapping by `stride`, at most `max_windows` (0 = all), pooled per document:
+  # "first" (= truncation at window), "mean" (token-weighted), "mean_unweighted", "max", "mean_max"
+  # (jaxemb/models/windows.py). A model entry may override them, so one evaluation compares poolings side by
+  # side with the paired verdict: --config.models=minilm,minilm#window=128#pooling=mean (the base of the
+  # verdict is the first entry); the report names each row's embedding, and, for a model listed with
+  # several embeddings, which one the validation split prefers.
+  config.embed = ml_collections.ConfigDict()
+  config.embed.window = 0
+  config.embed.stride = 0
+  config.embed.pooling = "first"
+  config.embed.max_windows = 0
   config.embed_batch_size = 32
   # Compute dtype of the frozen encoder when embedding: "bfloat16" is ~2x faster on CPUs with AMX
   # (`grep amx /proc/cpuinfo`) and on accelerators, slower on CPUs without bf16 units (e.g. AMD Zen 3);

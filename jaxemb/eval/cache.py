@@ -5,12 +5,14 @@ The key is a hash of
   (relative path, size, mtime) of every weight/config file that defines it (for a training workdir: the
   `model/` folder and the chosen step's checkpoint folder only, so a later checkpoint does not invalidate an
   embedding of `DIR@STEP`; "latest" naturally moves when a new step appears);
-- the exact texts (a hash of their UTF-8 bytes, in order) and the embedding settings (max_length, pooling).
+- the exact texts (a hash of their UTF-8 bytes, in order) and the embedding settings (max_length for
+  truncation; window, stride, max_windows and pooling for whole documents; dtype).
 No pickle: arrays load with allow_pickle=False.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -78,19 +80,32 @@ def cache_key(fingerprint: dict[str, Any], texts_sha: str, settings: dict[str, A
   return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+def embedding_settings(max_length: int, dtype: str = "float32", windowing=None) -> dict[str, Any]:
+  """The key's embedding settings. Truncation (no windowing, or window 0) keeps the settings keys written before
+  windows existed, so those cache entries stay valid; windows key on window, stride, max_windows, pooling."""
+  if windowing is None or windowing.window == 0:
+    settings: dict[str, Any] = {"max_length": int(max_length), "pooling": "mean_last_hidden"}
+  else:
+    settings = {"window": int(windowing.window), "stride": int(windowing.stride),
+                "max_windows": int(windowing.max_windows), "pooling": str(windowing.pooling)}
+  if dtype != "float32":  # compute dtype of the encoder; float32 keys predate this field and stay valid
+    settings["dtype"] = str(dtype)
+  return settings
+
+
 def cached_embeddings(spec: str, texts: Sequence[str], *, max_length: int, cache_dir: Path,
-                      embed_fn: Callable[[], np.ndarray], log: Callable[[str], None] = print,
-                      dtype: str = "float32") -> tuple[np.ndarray, dict[str, Any]]:
+                      embed_fn: Callable[[], Any], log: Callable[[str], None] = print,
+                      dtype: str = "float32", windowing=None) -> tuple[np.ndarray, dict[str, Any]]:
   """The [N, D] float32 embeddings of `texts` under model `spec`: from the cache, or `embed_fn()` then cached.
 
   embed_fn is only called on a miss (so the model is only loaded when needed); it must compute in `dtype`,
-  which is part of the key. Returns (array, info).
+  which is part of the key, as is `windowing` (jaxemb.models.windows.Windowing; None = truncation at
+  max_length). With windows, embed_fn may return {pooling: array} for several poolings of one pass: each is
+  cached under its own key, and the one `windowing.pooling` names is returned. Returns (array, info).
   """
   fp = model_fingerprint(spec)
   sha = texts_digest(texts)
-  settings = {"max_length": int(max_length), "pooling": "mean_last_hidden"}
-  if dtype != "float32":  # compute dtype of the encoder; float32 keys predate this field and stay valid
-    settings["dtype"] = str(dtype)
+  settings = embedding_settings(max_length, dtype, windowing)
   key = cache_key(fp, sha, settings)
   cache_dir = Path(cache_dir)
   npy, meta = cache_dir / f"emb-{key}.npy", cache_dir / f"emb-{key}.json"
@@ -103,10 +118,29 @@ def cached_embeddings(spec: str, texts: Sequence[str], *, max_length: int, cache
     log(f"  embeddings of {spec}: cache entry {npy.name} has shape {z.shape}, expected ({len(texts)}, ...); "
         "recomputing")
   t0 = time.time()
-  z = np.ascontiguousarray(embed_fn(), np.float32)
+  got = embed_fn()
   seconds = time.time() - t0
-  if z.shape[0] != len(texts):
-    raise RuntimeError(f"embedder returned {z.shape[0]} rows for {len(texts)} texts")
+  for z_any in (got.values() if isinstance(got, dict) else [got]):
+    if np.shape(z_any)[0] != len(texts):
+      raise RuntimeError(f"embedder returned {np.shape(z_any)[0]} rows for {len(texts)} texts")
+  if isinstance(got, dict):
+    if windowing is None or windowing.pooling not in got:
+      raise RuntimeError(f"embedder returned poolings {sorted(got)} without the one asked for")
+    for pooling, z_other in got.items():  # the other poolings of the same pass: later entries hit the cache
+      if pooling != windowing.pooling:
+        other = dataclasses.replace(windowing, pooling=pooling)
+        _store(cache_dir, spec, fp, sha, embedding_settings(max_length, dtype, other), z_other, seconds, log)
+    got = got[windowing.pooling]
+  z, info = _store(cache_dir, spec, fp, sha, settings, got, seconds, log)
+  return z, {**info, "cache_hit": False, "cache_file": str(npy)}
+
+
+def _store(cache_dir: Path, spec: str, fp: dict[str, Any], sha: str, settings: dict[str, Any], z: np.ndarray,
+           seconds: float, log: Callable[[str], None]) -> tuple[np.ndarray, dict[str, Any]]:
+  """Checks and writes one cache entry (write-then-rename); returns (array, info)."""
+  key = cache_key(fp, sha, settings)
+  npy, meta = cache_dir / f"emb-{key}.npy", cache_dir / f"emb-{key}.json"
+  z = np.ascontiguousarray(z, np.float32)
   if not np.isfinite(z).all():
     raise FloatingPointError(f"embeddings of {spec} contain NaN/Inf")
   info = {"model": spec, "fingerprint": fp, "texts_sha256": sha, "settings": settings, "n": int(z.shape[0]),
@@ -118,5 +152,6 @@ def cached_embeddings(spec: str, texts: Sequence[str], *, max_length: int, cache
   np.save(tmp, z, allow_pickle=False)
   os.replace(tmp, npy)
   atomic.write_json(meta, info, indent=1)
-  log(f"  embeddings of {spec}: computed {z.shape[0]} x {z.shape[1]} in {seconds:.1f}s -> {npy.name}")
-  return z, {**info, "cache_hit": False, "cache_file": str(npy)}
+  log(f"  embeddings of {spec}: computed {z.shape[0]} x {z.shape[1]} ({settings['pooling']}) in {seconds:.1f}s "
+      f"-> {npy.name}")
+  return z, info

@@ -24,7 +24,12 @@ MODE_ORDER = ("tfidf", "tfidf_balanced", "probe_logreg", "probe_logreg_balanced"
 
 
 def model_slug(spec: str) -> str:
-  """A short, file-name-safe, collision-resistant name for a model spec (for plot files and legends)."""
+  """A short, file-name-safe, collision-resistant name for a model spec (for plot files and legends); an entry
+  with embedding overrides ("minilm#window=128#pooling=mean") keeps them, shortened ("minilm#128-mean")."""
+  if "#" in spec:
+    model, *parts = spec.split("#")
+    short = "-".join(p.partition("=")[2] for p in parts)
+    return re.sub(r"[^A-Za-z0-9._#-]+", "_", f"{model_slug(model)}#{short}")[:60]
   path = Path(spec.split("@")[0].rstrip("/"))
   base = path.name or spec
   if base == "model" and path.parent.name:  # a training run's export WORKDIR/model: name it by its run
@@ -65,7 +70,8 @@ def summarize(runs: Sequence[dict], split: str = "test") -> list[dict]:
                                            MODE_ORDER.index(k[1]) if k[1] in MODE_ORDER else 99,
                                            _shots_key(k[2]))):
     rows = groups[key]
-    s = {"model": key[0], "mode": key[1], "shots": key[2], "n_seeds": len(rows)}
+    s = {"model": key[0], "mode": key[1], "shots": key[2], "n_seeds": len(rows),
+         "embedding": rows[0].get("embedding", "")}
     for m in METRICS:
       s[m], s[m + "_std"] = mean_std([r.get(m) for r in rows])
     out.append(s)
@@ -169,13 +175,21 @@ def write_outputs(out_dir: Path, doc: dict) -> dict[str, Path]:
   if dataset.get("classes_absent_from_test"):
     md.append(f"- classes absent from test (excluded from AUROC): {dataset['classes_absent_from_test']}")
   md += ["", "## Classification (test split, mean ± std over seeds)", "",
-         "| model | mode | shots | seeds | macro-F1 | accuracy | weighted-F1 | macro-P | macro-R | AUROC |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         "| model | embedding | mode | shots | seeds | macro-F1 | accuracy | weighted-F1 | macro-P | macro-R | "
+         "AUROC |", "|---|---|---|---|---|---|---|---|---|---|---|"]
   for s in summary:
-    md.append(f"| {model_slug(s['model'])} | {s['mode']} | {s['shots']} | {s['n_seeds']} | "
+    md.append(f"| {model_slug(s['model'])} | {s['embedding']} | {s['mode']} | {s['shots']} | {s['n_seeds']} | "
               + " | ".join(_fmt(s[m], s[m + "_std"]) for m in METRICS) + " |")
   if has_curves:
     md += ["", f"![few-shot curves]({paths['curves'].name})"]
+  chosen = doc.get("chosen_embedding", [])
+  if chosen:
+    md += ["", "## Embedding chosen on the validation split", "",
+           "For a model listed with several embeddings: the entry with the best validation macro-F1 (mean over "
+           "seeds; the test split plays no part). Its test score and verdict are its rows above.", "",
+           "| model | mode | shots | chosen | embedding | validation macro-F1 of each entry |", "|---|---|---|---|---|---|"]
+    md += [f"| {c['model']} | {c['mode']} | {c['shots']} | `{c['chosen']}` | {c['embedding']} | "
+           + "; ".join(f"{model_slug(e)} {v:.3f}" for e, v in c["val_macro_f1"].items()) + " |" for c in chosen]
   if failed:
     md += ["", "## Failed runs (not in the table above)", "", "| model | mode | shots | seed | reason |",
            "|---|---|---|---|---|"]

@@ -119,3 +119,31 @@ def verdict_rows(preds: dict[tuple, np.ndarray], y_T: np.ndarray, base: str, mod
       out.append({"model": model, "base": base, "mode": mode, "shots": shots, "metric": "macro_f1",
                   "split": "test", **res})
   return out
+
+
+def chosen_on_validation(runs: list[dict[str, Any]], plan) -> list[dict[str, Any]]:
+  """For each model listed with several embeddings (config.models entries of one model spec, e.g. `minilm`
+  and `minilm#window=128#pooling=mean`), per (mode, shots): the entry with the best validation macro-F1, mean
+  over seeds (ties: the entry listed first). The test split plays no part in the choice; its test score and
+  verdict are then read from the rows of the chosen entry.
+
+  runs: results.json rows; plan: evaluators.Plan. Returns rows {model, mode, shots, chosen, embedding,
+  val_macro_f1: {entry: mean}}."""
+  groups: dict[str, list[str]] = {}
+  for entry in plan.models:
+    groups.setdefault(plan.model_spec(entry), []).append(entry)
+  out = []
+  for spec, entries in groups.items():
+    if len(entries) < 2:
+      continue
+    cells = list(dict.fromkeys((r["mode"], r["shots"]) for r in runs if r["model"] in entries))
+    for mode, shots in cells:
+      val = {e: [r["macro_f1"] for r in runs if (r["model"], r["mode"], r["shots"], r["split"])
+                 == (e, mode, shots, "validation") and r.get("macro_f1") is not None] for e in entries}
+      means = {e: float(np.mean(v)) for e, v in val.items() if v}
+      if len(means) < 2:
+        continue
+      best = max(means, key=lambda e: (means[e], -entries.index(e)))
+      out.append({"model": spec, "mode": mode, "shots": shots, "chosen": best,
+                  "embedding": plan.embedding_label(best, mode), "val_macro_f1": means})
+  return out

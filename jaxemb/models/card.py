@@ -67,7 +67,11 @@ def export_files(*, cfg: ml_collections.ConfigDict, base_name: str, data_spec: d
             "Not evaluated yet: `python eval.py --config configs/eval.py --config.models=BASE,THIS_FOLDER ...` "
             "compares it with its base and writes the verdict here.", _VERDICT_END, "",
             "Load it with `jaxemb.Encoder.from_pretrained(folder)` or `sentence_transformers.SentenceTransformer"
-            "(folder)`.", ""]
+            "(folder)`. sentence-transformers embeds a text's first tokens only (it truncates at its "
+            "`max_seq_length`); a whole document is embedded in windows with jaxemb: "
+            "`Encoder.from_pretrained(folder).embed(texts, window=128, pooling=\"mean\")` or "
+            "`python -m jaxemb.eval.embed --model FOLDER --window 128 --pooling mean ...`. The evaluation "
+            "below names the embedding each row was measured with.", ""]
   return {"README.md": "\n".join(lines), EXPORT_RECORD: json.dumps({"base": base_name, **export}, indent=2) + "\n"}
 
 
@@ -84,3 +88,29 @@ def write_verdict(model_dir: Path, markdown: str) -> bool:
   tmp.write_text(f"{head}{_VERDICT_START}\n{markdown.strip()}\n{_VERDICT_END}{tail}")
   tmp.replace(path)
   return True
+
+
+def _reproduce(windowing, max_length: int) -> str:
+  """The jaxemb call that embeds documents as a verdict row was evaluated (windowing None or window 0 =
+  truncation)."""
+  if windowing is None or windowing.window == 0:
+    return f"`embed(texts, max_length={max_length})`"
+  args = f"window={windowing.window}, pooling=\"{windowing.pooling}\""
+  args += f", stride={windowing.stride}" if windowing.stride else ""
+  args += f", max_windows={windowing.max_windows}" if windowing.max_windows else ""
+  return f"`embed(texts, {args})`"
+
+
+def verdict_markdown(rows: list[dict[str, Any]], corpus: str, max_length: int) -> str:
+  """The card's evaluation section: one line per verdict row (compare.verdict_rows plus "embedding", the
+  report's label, and "windowing", jaxemb.models.windows.Windowing or None), with the jaxemb call that
+  reproduces the row's embedding."""
+  lines = [f"Against `{rows[0]['base']}` on `{corpus}` (test macro-F1, mean over seeds; 95% paired bootstrap "
+           "interval over test documents):", "",
+           "| evaluated as | mode | shots | difference | 95% interval | verdict | embedding | reproduce with "
+           "`jaxemb.Encoder` |", "|---|---|---|---|---|---|---|---|"]
+  lines += [f"| `{v['model']}` | {v['mode']} | {v['shots']} | {v['diff']:+.3f} | [{v['ci_low']:+.3f}, "
+            f"{v['ci_high']:+.3f}] | {v['verdict']} | {v['embedding']} | "
+            f"{_reproduce(v['windowing'], max_length) if not v['mode'].startswith('finetune') else 'fine-tuned'} |"
+            for v in rows]
+  return "\n".join(lines)

@@ -18,6 +18,7 @@ import numpy as np
 from jaxemb.eval.dataset import EvalData, EvalError
 from jaxemb.eval.fewshot import Shots, parse_shots, sample_few_shot
 from jaxemb.metrics.classification import classification_metrics
+from jaxemb.models.windows import POOLINGS, Windowing
 
 
 def csv_list(value: Any, where: str) -> list[str]:
@@ -44,12 +45,42 @@ def settings_from(cls: type, section: Any, where: str, **given: Any) -> Any:
   return cls(**values)
 
 
+EMBED_KEYS = ("window", "stride", "pooling", "max_windows")
+
+
+def split_entry(entry: str) -> tuple[str, dict[str, Any]]:
+  """A config.models entry "SPEC#key=value#..." -> (model spec, embedding overrides of config.embed).
+
+  "minilm#window=128#pooling=mean" -> ("minilm", {"window": 128, "pooling": "mean"}). Keys: EMBED_KEYS."""
+  spec, *parts = entry.split("#")
+  over: dict[str, Any] = {}
+  for part in parts:
+    key, eq, value = part.partition("=")
+    if not eq or key.strip() not in EMBED_KEYS:
+      raise EvalError(f"config.models entry {entry!r}: {part!r} is not one of "
+                      f"{', '.join(k + '=...' for k in EMBED_KEYS)}")
+    key, value = key.strip(), value.strip()
+    if key == "pooling":
+      over[key] = value
+    else:
+      try:
+        over[key] = int(value)
+      except ValueError:
+        raise EvalError(f"config.models entry {entry!r}: {key} must be an integer, got {value!r}") from None
+  if not spec.strip():
+    raise EvalError(f"config.models entry {entry!r} names no model before '#'")
+  return spec.strip(), over
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
-  """What the whole evaluation covers: models (the first is the base of every verdict), shots, seeds."""
+  """What the whole evaluation covers: models (the first is the base of every verdict), shots, seeds, and how
+  each model entry embeds its documents (config.embed, overridden by the entry's "#key=value" suffix)."""
   models: list[str]
   shots: list[Shots]
   seeds: list[int]
+  embeddings: dict[str, Windowing] = dataclasses.field(default_factory=dict)
+  max_length: int = 256
 
   @classmethod
   def from_config(cls, cfg: Any) -> "Plan":
@@ -61,7 +92,29 @@ class Plan:
       seeds = [int(s) for s in csv_list(cfg.seeds, "seeds")]
     except ValueError as e:
       raise EvalError(f"config: {e}") from None
-    return cls(models=models, shots=shots, seeds=seeds)
+    default = settings_from(Windowing, cfg.embed, "embed")
+    embeddings = {}
+    for entry in models:
+      where = "embed" if "#" not in entry else f"models entry {entry!r}"
+      w = dataclasses.replace(default, **split_entry(entry)[1])
+      try:
+        embeddings[entry] = w.check(2)  # the position table is checked when the model loads
+      except ValueError as e:
+        raise EvalError(f"config.{where}: {e}") from None
+    return cls(models=models, shots=shots, seeds=seeds, embeddings=embeddings, max_length=int(cfg.max_length))
+
+  @staticmethod
+  def model_spec(entry: str) -> str:
+    """The model an entry names, without its embedding suffix (what jaxemb.resolve understands)."""
+    return split_entry(entry)[0]
+
+  def embedding_label(self, entry: str, mode: str = "probe") -> str:
+    """How rows of `entry` in `mode` read their documents, for the report."""
+    if entry not in self.embeddings:
+      return "whole text" if mode.startswith("tfidf") else ""
+    if mode.startswith("finetune"):
+      return f"fine-tuned on the first {self.max_length} tokens"
+    return self.embeddings[entry].label(self.max_length)
 
 
 @dataclasses.dataclass
@@ -114,7 +167,8 @@ class UnitResult:
       m = classification_metrics(data.y_N[idx], pred, probs, ctx.num_classes)
       excluded = [data.class_names[c] for c in m.pop("auroc_excluded_classes")]
       self.runs.append({"model": model, "mode": mode, "shots": shots, "seed": seed, "split": split, **m,
-                        "auroc_excluded_classes": excluded, **extra})
+                        "auroc_excluded_classes": excluded, "embedding": ctx.plan.embedding_label(model, mode),
+                        **extra})
       if split == "test":
         self.preds[(shots, seed)] = pred.astype(np.int32)
 
@@ -126,7 +180,10 @@ class ModelHandle:
   """A model to evaluate, loaded on first use only: a cached embedding needs no model at all."""
 
   def __init__(self, spec: str, ctx: Context):
+    # spec: the config.models entry (rows carry it); model_spec: the model it loads (without "#key=value")
     self.spec, self.ctx = spec, ctx
+    self.model_spec = Plan.model_spec(spec)
+    self.windowing = ctx.plan.embeddings.get(spec, Windowing())
     self._enc, self._z = None, None
     self.timings: dict[str, float] = {}
 
@@ -135,31 +192,37 @@ class ModelHandle:
       from jaxemb import Encoder
       t0 = time.time()
       try:
-        self._enc = Encoder.from_pretrained(self.spec)
+        self._enc = Encoder.from_pretrained(self.model_spec)
       except (ValueError, FileNotFoundError, OSError) as e:
         raise EvalError(f"model {self.spec!r}: {e}".replace("\n", " ")) from None
-      self.ctx.log(f"  loaded {self.spec} ({self._enc.config.num_layers} layers, hidden "
+      self.ctx.log(f"  loaded {self.model_spec} ({self._enc.config.num_layers} layers, hidden "
                    f"{self._enc.config.hidden_size}) in {time.time() - t0:.1f}s")
     return self._enc
 
   def embeddings(self) -> np.ndarray:
-    """float32 [N, D]: every document embedded once per model (from the embedding cache when it can)."""
+    """float32 [N, D]: every document embedded once per model entry (from the embedding cache when it can).
+
+    With windows, one pass computes every pooling (POOLINGS) and caches each, so a second entry of the same
+    model and windows with another pooling (minilm#window=128#pooling=max) embeds nothing."""
     if self._z is None:
       from jaxemb.eval.cache import cached_embeddings
-      cfg = self.ctx.cfg
+      cfg, w = self.ctx.cfg, self.windowing
       t0 = time.time()
 
-      def embed_all() -> np.ndarray:
+      def embed_all():
         try:
-          return self.encoder().embed(self.ctx.data.texts, batch_size=cfg.embed_batch_size,
-                                      max_length=cfg.max_length, dtype=cfg.embed_dtype)
+          if w.window == 0:
+            return self.encoder().embed(self.ctx.data.texts, batch_size=cfg.embed_batch_size,
+                                        max_length=cfg.max_length, dtype=cfg.embed_dtype)
+          return self.encoder().embed_documents(self.ctx.data.texts, w, poolings=POOLINGS,
+                                                batch_size=cfg.embed_batch_size, dtype=cfg.embed_dtype)
         except ValueError as e:  # e.g. max_length beyond the model's position table
           raise EvalError(f"model {self.spec!r}: {e}") from None
 
       cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else self.ctx.out / "cache"
-      self._z, _ = cached_embeddings(self.spec, self.ctx.data.texts, max_length=cfg.max_length,
+      self._z, _ = cached_embeddings(self.model_spec, self.ctx.data.texts, max_length=cfg.max_length,
                                      cache_dir=cache_dir, dtype=cfg.embed_dtype, log=self.ctx.log,
-                                     embed_fn=embed_all)
+                                     embed_fn=embed_all, windowing=w)
       self.timings["embed"] = time.time() - t0
     return self._z
 
