@@ -100,3 +100,90 @@ def test_long_document_against_windows_embedded_one_by_one(tiny):
 def test_pooling_without_windows_is_an_error(tiny):
   with pytest.raises(ValueError, match="needs windows"):
     tiny.embed(SHORT, pooling="mean")
+
+
+# ------------------------------------------------------------------------------------ eval.py and the CLI
+def test_eval_compares_poolings_side_by_side(tiny_model_dir, tmp_path):
+  """window 192 mean and first next to truncation: documents of one window get the same vector under both,
+  each row names its embedding, and the validation choice is the arg-max recomputed here from the rows."""
+  import json
+
+  from conftest import load_module
+  from jaxemb.eval.cache import embedding_settings
+  cfg = load_module("configs/eval.py", "jaxemb_eval_config_w").get_config("smoke")
+  m = str(tiny_model_dir)
+  cfg.models = f"{m},{m}#window=192#pooling=mean,{m}#window=192#pooling=first"
+  cfg.data.max_docs, cfg.modes, cfg.tfidf, cfg.geometry.enabled = 120, "probe", False, False
+  cfg.shots, cfg.seeds, cfg.probe.heads, cfg.probe.max_steps = "all", "0", "logreg", 50
+  out = tmp_path / "out"
+  doc = load_module("eval.py", "jaxemb_eval_cli_w").run(cfg, out)
+
+  labels = {r["model"]: r["embedding"] for r in doc["runs"]}
+  assert labels == {m: "first 64 tokens", f"{m}#window=192#pooling=mean": "mean of 192-token windows",
+                    f"{m}#window=192#pooling=first": "first 192 tokens (window)"}
+  assert {v["model"] for v in doc["verdict"]} == set(labels) - {m}
+  # the cached vectors: one entry per pooling of the one window-192 pass
+  entries = {}
+  for meta in (out / "cache").glob("emb-*.json"):
+    info = json.loads(meta.read_text())
+    entries[json.dumps(info["settings"], sort_keys=True)] = np.load(meta.with_suffix(".npy"))
+  mean = entries[json.dumps(embedding_settings(64, windowing=Windowing(192, 0, "mean")), sort_keys=True)]
+  first = entries[json.dumps(embedding_settings(64, windowing=Windowing(192, 0, "first")), sort_keys=True)]
+  from jaxemb import Encoder
+  from jaxemb.eval.dataset import load_eval_data
+  texts = load_eval_data(cfg.data).texts
+  n_tok = np.array([len(t) for t in Encoder.from_pretrained(m).tokenizer(texts, add_special_tokens=False)["input_ids"]])
+  short = n_tok <= 190
+  assert short.any() and (~short).any()
+  np.testing.assert_array_equal(mean[short], first[short])
+  assert not np.allclose(mean[~short], first[~short])
+
+  (chosen,) = doc["chosen_embedding"]
+  val = {e: np.mean([r["macro_f1"] for r in doc["runs"] if r["model"] == e and r["split"] == "validation"])
+         for e in labels}
+  assert chosen["chosen"] == max(labels, key=lambda e: (val[e], -list(labels).index(e)))
+  assert chosen["val_macro_f1"] == pytest.approx(val)
+  report = (out / "report.md").read_text()
+  assert "Embedding chosen on the validation split" in report and "mean of 192-token windows" in report
+
+
+@pytest.mark.parametrize("entry, msg", [("#pooling=mean", "names no model"),
+                                        ("M#pool=mean", "is not one of"),
+                                        ("M#window=x", "must be an integer"),
+                                        ("M#pooling=mean", "needs windows"),
+                                        ("M#window=32#stride=40#pooling=mean", "stride 40")])
+def test_bad_model_entries_name_the_entry(tiny_model_dir, entry, msg):
+  from conftest import load_module
+  from jaxemb.eval.dataset import EvalError
+  from jaxemb.eval.evaluators import Plan
+  cfg = load_module("configs/eval.py", "jaxemb_eval_config_w2").get_config("smoke")
+  cfg.models = entry.replace("M", str(tiny_model_dir))
+  with pytest.raises(EvalError, match=msg):
+    Plan.from_config(cfg)
+
+
+def test_truncation_keeps_the_cache_keys_written_before_windows():
+  from jaxemb.eval.cache import embedding_settings
+  # the settings of eval/cache.py before windows existed (git history): old cache entries stay valid
+  assert embedding_settings(256) == {"max_length": 256, "pooling": "mean_last_hidden"}
+  assert embedding_settings(256, windowing=Windowing()) == {"max_length": 256, "pooling": "mean_last_hidden"}
+  assert embedding_settings(256, "bfloat16", Windowing(128, 16, "max")) == {
+      "window": 128, "stride": 16, "max_windows": 0, "pooling": "max", "dtype": "bfloat16"}
+
+
+def test_embed_cli_windows(tiny, tiny_model_dir, tmp_path):
+  import json
+
+  from jaxemb.eval.embed import write_embeddings
+  data = tmp_path / "d.jsonl"
+  data.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate([LONG, *SHORT])))
+  meta = write_embeddings(str(tiny_model_dir), str(data), "text", str(tmp_path / "e"), window=64, stride=8,
+                          pooling="mean_max", cache_dir=str(tmp_path / "cache"))
+  z = np.load(tmp_path / "e.npy")
+  assert meta["embedding"] == "mean_max of 64-token windows, stride 8" and z.shape == (5, 64)
+  np.testing.assert_allclose(z, tiny.embed([LONG, *SHORT], window=64, stride=8, pooling="mean_max"),
+                             rtol=1e-5, atol=1e-6)
+  assert len(list((tmp_path / "cache").glob("emb-*.npy"))) == 5  # every pooling of the pass cached
+  from jaxemb.cli import UserError
+  with pytest.raises(UserError, match="needs windows"):
+    write_embeddings(str(tiny_model_dir), str(data), "text", str(tmp_path / "f"), pooling="max")
