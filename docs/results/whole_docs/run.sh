@@ -3,6 +3,8 @@
 # needs). Base of every verdict = all-MiniLM-L6-v2 truncated at 256 tokens; the other entries embed the same
 # encoder in windows (one pass per window size computes every pooling, eval/cache.py). Logistic-regression
 # probe with and without balanced class weights, all labels and 16 shots x seeds 0,1,2, the tuned TF-IDF rows.
+# bfloat16 embeddings (2x faster on this AMX CPU, cosine >= 0.9999 to float32: docs/PERFORMANCE.md) for the
+# CPU budget.
 set -euo pipefail
 corpus=${1:?mtsamples|fda|medquad}
 case $corpus in
@@ -19,4 +21,4 @@ python eval.py --config configs/eval.py --workdir runs/whole_docs/$corpus --conf
   --config.data.label_field=$label --config.data.split_field=split --config.data.group_field= \
   --config.data.max_docs=$docs --config.max_length=256 --config.modes=probe --config.probe.heads=logreg \
   --config.probe.class_weight=none,balanced --config.tfidf_class_weight=none,balanced \
-  --config.shots=16,all --config.seeds=0,1,2 --config.geometry.enabled=False
+  --config.shots=16,all --config.seeds=0,1,2 --config.geometry.enabled=False --config.embed_dtype=bfloat16
