@@ -3,7 +3,8 @@ interpolation (1 - a) * theta0 + a * theta written out at the end (WiSE-FT).
 
 The validation documents are the prepared corpus's `validation` split (never `test`), at most
 `validation.max_docs` of them (a seeded subset), embedded like the evaluator embeds (mean pooling of the first
-`validation.max_length` tokens, no dropout). Scores:
+`validation.max_length` tokens, or with `validation.window` > 0 of the whole document in windows pooled by
+`validation.pooling`, as eval.py's `embed.*`; no dropout). Scores:
 - `val_uniformity` (Wang & Isola: log E exp(-2 ||x - y||^2) over pairs of l2-normalised embeddings; lower is
   more uniform) and `val_base_distance` (mean 1 - cos between the embedding and the initial encoder's of the
   same document): label-free;
@@ -36,6 +37,7 @@ from jaxemb.metrics import geometry
 from jaxemb.metrics.compare import paired_bootstrap
 from jaxemb.metrics.cv_probe import cv_probe_predictions, mean_macro_f1
 from jaxemb.models.lora import interpolate
+from jaxemb.models.windows import Pooler, Windowing
 
 _EMBED_BATCH = 16
 
@@ -45,6 +47,12 @@ def defaults(c: ml_collections.ConfigDict) -> None:
   c.validation.every = 0           # steps between validation scores (0 = off); also scored at the end
   c.validation.max_docs = 256      # seeded subset of the validation split
   c.validation.max_length = 256    # tokens per document, as the evaluator embeds
+  # Whole documents, as eval.py's config.embed (jaxemb/models/windows.py): window 0 = the first max_length
+  # tokens; window > 0 = windows of that many tokens overlapping by stride, pooled per document.
+  c.validation.window = 0
+  c.validation.stride = 0
+  c.validation.pooling = "first"
+  c.validation.max_windows = 0
   c.validation.folds = 5           # k of the cross-validated probe (labels only)
   c.validation.repeats = 3         # fold partitions averaged (less partition noise in a small validation split)
   c.validation.keep_best = False   # with labels: export the step with the best val_probe_f1, not the last
@@ -74,20 +82,37 @@ def training_exclude_splits(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 @dataclasses.dataclass
 class ValidationSet:
-  """Padded token ids of the validation documents and their labels (-1 = none)."""
+  """Padded token ids of the validation documents (with windows: of their windows, R rows) and the documents'
+  labels (-1 = none). doc_R / first_R: the document of each row and whether it is its first window (None: one
+  row per document, in document order)."""
   ids_NxL: np.ndarray
   mask_NxL: np.ndarray
   labels_N: np.ndarray
   n_docs: int
+  doc_R: np.ndarray | None = None
+  first_R: np.ndarray | None = None
+  pooling: str = "first"
 
   @classmethod
-  def from_prepared(cls, prepared, *, max_docs: int, max_length: int, seed: int) -> "ValidationSet | None":
+  def from_prepared(cls, prepared, *, max_docs: int, max_length: int, seed: int,
+                    windowing: Windowing = Windowing()) -> "ValidationSet | None":
     idx = prepared.indices(["validation"])
     idx = idx[prepared.lengths[idx] > 0]
     if len(idx) == 0:
       return None
     if len(idx) > max_docs:
       idx = np.sort(np.random.default_rng(seed).choice(idx, max_docs, replace=False))
+    if windowing.window:  # every window a row, wrapped in [CLS] .. [SEP] like eval.py's (Encoder.embed_documents)
+      labels = np.asarray(prepared.label_index, np.int64)[idx] if len(prepared.labels) else np.full(len(idx), -1)
+      rows = [(d, k == 0, t[a:b]) for d, t in enumerate(prepared.tokens_many(idx))
+              for k, (a, b) in enumerate(windowing.spans(len(t)))]
+      order = np.argsort([len(r[2]) for r in rows], kind="stable")
+      toks = [rows[i][2] for i in order]
+      n_pad = (-len(toks)) % _EMBED_BATCH
+      width = min(windowing.window, max(len(t) for t in toks) + 2)
+      ids, mask = _pad_rows(toks + [toks[-1]] * n_pad, width, prepared.special)
+      return cls(ids, mask, labels, len(idx), np.array([rows[i][0] for i in order]),
+                 np.array([rows[i][1] for i in order]), windowing.pooling)
     toks = [t[:max_length - 2] for t in prepared.tokens_many(idx)]
     # Sorted by length, so that embed() can cut each batch of rows to its own length bucket (mean pooling over
     # the mask gives the same vectors at any padding; short reports embed several times faster).
@@ -121,7 +146,12 @@ def embed(params_encoder, vs: ValidationSet, config) -> np.ndarray:
     w = bucket_length(int(vs.mask_NxL[i:i + _EMBED_BATCH].sum(1).max()), vs.ids_NxL.shape[1])
     out.append(np.asarray(_embed_batch(params_encoder, vs.ids_NxL[i:i + _EMBED_BATCH, :w],
                                        vs.mask_NxL[i:i + _EMBED_BATCH, :w], config=config)))
-  return np.concatenate(out)[:vs.n_docs]
+  if vs.doc_R is None:
+    return np.concatenate(out)[:vs.n_docs]
+  z_RxD = np.concatenate(out)[:len(vs.doc_R)]
+  pool = Pooler(vs.n_docs, z_RxD.shape[1], (vs.pooling,))
+  pool.add(vs.doc_R, vs.first_R, vs.mask_NxL[:len(vs.doc_R)].sum(1).astype(np.float64), z_RxD)
+  return pool.result(vs.pooling)
 
 
 _COMPUTE = object()  # scores(cv=...): not given, compute it
@@ -155,8 +185,10 @@ class Validator:
 
   def __init__(self, cfg: ml_collections.ConfigDict, prepared, config, initial_encoder: Any):
     self.cfg, self.config = cfg, config
-    self.vs = ValidationSet.from_prepared(prepared, max_docs=int(cfg.validation.max_docs),
-                                          max_length=int(cfg.validation.max_length), seed=cfg.seed)
+    v = cfg.validation
+    windowing = Windowing(int(v.window), int(v.stride), str(v.pooling), int(v.max_windows)).check(2, config.max_tokens)
+    self.vs = ValidationSet.from_prepared(prepared, max_docs=int(v.max_docs), max_length=int(v.max_length),
+                                          seed=cfg.seed, windowing=windowing)
     self.initial = initial_encoder
     self._z0 = None
     self._base_cv = _COMPUTE  # the base's cv_probe_predictions (None: not computable), once computed
