@@ -216,3 +216,17 @@ def test_training_validator_embeds_documents_through_the_same_windows(tiny):
                       max_windows=w.max_windows)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(vs.labels_N, Prepared.label_index)
+
+
+def test_model_card_names_the_embedding_and_how_to_reproduce_it():
+  from jaxemb.models.card import verdict_markdown
+  row = {"base": "minilm", "mode": "probe_logreg", "shots": "all", "diff": 0.031, "ci_low": 0.004,
+         "ci_high": 0.058, "verdict": "better"}
+  md = verdict_markdown([{**row, "model": "runs/a/model#window=128#pooling=mean",
+                          "embedding": "mean of 128-token windows", "windowing": Windowing(128, 16, "mean")},
+                         {**row, "model": "runs/a/model", "embedding": "first 256 tokens", "windowing": Windowing()}],
+                        "notes.jsonl.gz", 256)
+  lines = md.splitlines()
+  assert lines[-2] == ("| `runs/a/model#window=128#pooling=mean` | probe_logreg | all | +0.031 | [+0.004, +0.058] | "
+                       "better | mean of 128-token windows | `embed(texts, window=128, pooling=\"mean\", stride=16)` |")
+  assert lines[-1].endswith("| first 256 tokens | `embed(texts, max_length=256)` |")

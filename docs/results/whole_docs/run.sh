@@ -7,13 +7,14 @@
 # CPU budget.
 set -euo pipefail
 corpus=${1:?mtsamples|fda|medquad}
+windows=${2:-128 256}   # window sizes; each is one pass over every document
 case $corpus in
   mtsamples) file=mtsamples_notes; label=specialty; docs=0 ;;
   fda) file=fda_device_recalls; label=cause_group; docs=4000 ;;   # the subsets of docs/RESULTS.md (CPU budget)
   medquad) file=medquad_answers; label=qtype; docs=2000 ;;
 esac
 models=minilm,minilm#window=128#pooling=first
-for w in 128 256; do
+for w in $windows; do
   for p in mean mean_unweighted max mean_max; do models+=",minilm#window=$w#pooling=$p"; done
 done
 python eval.py --config configs/eval.py --workdir runs/whole_docs/$corpus --config.models="$models" \
