@@ -31,8 +31,7 @@ def table(doc: dict) -> list[str]:
   runs, verdict = doc["runs"], doc["verdict"]
   corpus = doc["dataset"]["path"].rsplit("/", 1)[-1]
   chosen = {(c["mode"], c["shots"]): c["chosen"] for c in doc.get("chosen_embedding", [])}
-  out = [f"**{corpus}** (test {doc['dataset']['split_sizes']['test']} documents; "
-         f"{doc['total_seconds'] / 60:.0f} min in all)", "",
+  out = [f"**{corpus}** (test {doc['dataset']['split_sizes']['test']} documents)", "",
          "| mode | embedding | F1@16 | F1@all | verdict@16 vs trunc 256 | verdict@all vs trunc 256 | val F1@all |",
          "|---|---|---|---|---|---|---|"]
   models = list(dict.fromkeys(r["model"] for r in runs if r["mode"].startswith("probe")))
