@@ -7,7 +7,9 @@
 # CPU budget.
 set -euo pipefail
 corpus=${1:?mtsamples|fda|medquad}
-windows=${2:-128 256}   # window sizes; each is one pass over every document
+windows=${2:-128 256}   # window sizes; each is one pass over every document. Further arguments go to eval.py
+# (the MTSamples and MedQuAD runs of RESULTS.md: `run.sh mtsamples 128 --config.tfidf=False`, their TF-IDF rows
+# being docs/results/<corpus>/tfidf_results.json on the same split; FDA: `run.sh fda "128 256"`).
 case $corpus in
   mtsamples) file=mtsamples_notes; label=specialty; docs=0 ;;
   fda) file=fda_device_recalls; label=cause_group; docs=4000 ;;   # the subsets of docs/RESULTS.md (CPU budget)
@@ -22,4 +24,4 @@ python eval.py --config configs/eval.py --workdir runs/whole_docs/$corpus --conf
   --config.data.label_field=$label --config.data.split_field=split --config.data.group_field= \
   --config.data.max_docs=$docs --config.max_length=256 --config.modes=probe --config.probe.heads=logreg \
   --config.probe.class_weight=none,balanced --config.tfidf_class_weight=none,balanced \
-  --config.shots=16,all --config.seeds=0,1,2 --config.geometry.enabled=False --config.embed_dtype=bfloat16
+  --config.shots=16,all --config.seeds=0,1,2 --config.geometry.enabled=False --config.embed_dtype=bfloat16 "${@:3}"
