@@ -3,6 +3,12 @@ measures their embedding geometry, and gives each model a verdict against the fi
 
   python eval.py --config configs/eval.py --workdir OUT
   python eval.py --config configs/eval.py:smoke --workdir /tmp/smoke --config.models=minilm,runs/declutr@300
+  python eval.py --config configs/eval.py --workdir OUT --config.models=minilm,minilm#window=128#pooling=mean
+
+A model entry `SPEC#key=value#...` (keys window, stride, pooling, max_windows) overrides config.embed for that
+entry, so one evaluation compares embeddings of the same encoder side by side, with the paired verdict against
+the first entry; results.json `chosen_embedding` (and the report) names, per model listed more than once, the
+entry with the best validation macro-F1.
 
 Writes OUT/results.json (dataset / runs / geometry / verdict / failed), OUT/results.csv (one row per run and
 split), OUT/report.md (the verdict first) with OUT/fewshot_macro_f1.png and OUT/maps/*.png, and caches
