@@ -8,8 +8,9 @@
 set -euo pipefail
 corpus=${1:?mtsamples|fda|medquad}
 windows=${2:-128 256}   # window sizes; each is one pass over every document. Further arguments go to eval.py
-# (the MTSamples and MedQuAD runs of RESULTS.md: `run.sh mtsamples 128 --config.tfidf=False`, their TF-IDF rows
-# being docs/results/<corpus>/tfidf_results.json on the same split; FDA: `run.sh fda "128 256"`).
+# (the runs of RESULTS.md: `run.sh mtsamples "128 256" --config.tfidf=False`, `run.sh medquad 128
+# --config.tfidf=False`, their TF-IDF rows being docs/results/<corpus>/tfidf_results.json on the same split;
+# `run.sh fda "128 256"`).
 case $corpus in
   mtsamples) file=mtsamples_notes; label=specialty; docs=0 ;;
   fda) file=fda_device_recalls; label=cause_group; docs=4000 ;;   # the subsets of docs/RESULTS.md (CPU budget)
