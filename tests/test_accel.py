@@ -152,7 +152,7 @@ def _hash_np(flat_index: np.ndarray, s0: int, s1: int) -> np.ndarray:
 
 
 def test_hash_bits_is_the_documented_function_of_the_global_position():
-  from jaxemb.models.encoder import hash_bits, mul_wide
+  from jaxemb.models.dropout import hash_bits, mul_wide
   s0, s1 = 0x12345678, 0x9ABCDEF0
   shape = (3, 5, 7)
   narrow = np.asarray(hash_bits(shape, jnp.uint32(s0), jnp.uint32(s1)))
@@ -170,7 +170,7 @@ def test_hash_bits_is_the_documented_function_of_the_global_position():
 def test_hash_bits_past_two_to_the_32_elements_by_abstract_evaluation_and_a_slice():
   """A 12 x 2^29 x 2 array (3 * 2^32 elements) is traced, not materialised; a jitted slice of it at indices past
   2^32 and 2^33 is computed and compared with the numpy formula."""
-  from jaxemb.models.encoder import hash_bits
+  from jaxemb.models.dropout import hash_bits
   shape = (12, 2**29, 2)
   out = jax.eval_shape(lambda: hash_bits(shape, jnp.uint32(1), jnp.uint32(2)))
   assert out.shape == shape and out.dtype == jnp.uint32
@@ -237,7 +237,6 @@ def test_prefetched_lagged_loop_logs_the_synchronous_loops_losses(tiny_model_dir
   final weights, and the checkpoint's data position is the step's own, not the prefetcher's."""
   import json
   from jaxemb.train.loop import train
-  from jaxemb.train import checkpoint as ckpt
   out = {}
   for name, prefetch, log_every in (("sync", 0, 1), ("ahead", 3, 3)):
     cfg = _config("mlm")

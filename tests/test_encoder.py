@@ -17,7 +17,8 @@ from jaxemb import Encoder
 from jaxemb.models import convert
 from jaxemb.models.config import EncoderConfig
 from jaxemb.models.inference import pad_sequences
-from jaxemb.models.encoder import (attention_query_block, dropout, encode, gather_rows, mean_pool, mlm_logits,
+from jaxemb.models.dropout import dropout
+from jaxemb.models.encoder import (attention_query_block, encode, gather_rows, mean_pool, mlm_logits,
                                    pooled_embeddings, rows_per_chunk)
 
 

@@ -31,7 +31,7 @@ from jaxemb.models.inference import pad_sequences
 from jaxemb.eval.heads import apply_head, init_head
 from jaxemb.metrics.classification import macro_f1
 from jaxemb.models.config import EncoderConfig
-from jaxemb.models.encoder import dropout as encoder_dropout
+from jaxemb.models.dropout import dropout as encoder_dropout
 from jaxemb.models.encoder import encode, mean_pool
 from jaxemb.train import early_stopping
 from jaxemb.train.optim import adamw, warmup_linear_decay

@@ -17,7 +17,7 @@ scikit-learn's option): on an imbalanced "all" pool the rare classes then count 
 Features are centred on the run's own training rows and divided by their RMS: one learning rate then works
 for encoders whose embedding norms differ by 10x. Only the run's training rows enter these statistics.
 
-Dropout masks and row draws come from the encoder's integer hash (`models.encoder.hash_bits`) of (seed,
+Dropout masks and row draws come from the encoder's integer hash (`models.dropout.hash_bits`) of (seed,
 step, position) rather than jax.random: threefry bits for ~10^5 decisions per run per step cost more than
 the head's matmuls on CPU, and each jax.random call site adds compile time.
 """
@@ -34,7 +34,7 @@ import optax
 
 from jaxemb.eval.heads import apply_head, init_head
 from jaxemb.metrics.classification import macro_f1
-from jaxemb.models.encoder import hash_bits, hash_dropout, mix32
+from jaxemb.models.dropout import hash_bits, hash_dropout, mix32
 from jaxemb.train import early_stopping
 from jaxemb.train.optim import adamw
 
