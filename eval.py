@@ -85,6 +85,7 @@ def _write_cards(verdict: list[dict[str, Any]], corpus: str, plan) -> None:
   with the embedding each row was evaluated with and how to reproduce it (models/card.py); other folders'
   cards are not ours to edit."""
   from jaxemb.models.card import verdict_markdown, write_verdict
+  verdict = [v for v in verdict if v.get("metric", "macro_f1") == "macro_f1"]  # the card's table: classification
   for folder in dict.fromkeys(plan.model_spec(v["model"]) for v in verdict):
     rows = [{**v, "embedding": plan.embedding_label(v["model"], v["mode"]),
              "windowing": plan.embeddings.get(v["model"])} for v in verdict if plan.model_spec(v["model"]) == folder]
@@ -115,17 +116,27 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   log(f"eval: {len(plan.models)} model(s) {plan.models}; evaluators {[e.name for e in evals]}; "
       f"shots {plan.shots}; seeds {plan.seeds}")
 
-  data = load_eval_data(cfg.data)
-  for note in data.notes:
-    log(f"data: {note}")
-  sizes = data.info["split_sizes"]
-  log(f"data: {len(data.class_names)} classes; train {sizes['train']}, validation {sizes['validation']}, "
-      f"test {sizes['test']} ({data.info['split_source']})")
-  check_data_specs(model_specs, data)
-  dataset = {**data.info, "notes": data.notes}
+  # The labelled corpus only when an evaluator reads it (retrieval reads its own queries and documents).
+  data = load_eval_data(cfg.data) if any(ev.needs_labels for ev in evals) else None
+  dataset: dict[str, Any] = {}
+  if data is not None:
+    for note in data.notes:
+      log(f"data: {note}")
+    sizes = data.info["split_sizes"]
+    log(f"data: {len(data.class_names)} classes; train {sizes['train']}, validation {sizes['validation']}, "
+        f"test {sizes['test']} ({data.info['split_source']})")
+    check_data_specs(model_specs, data)
+    dataset = {**data.info, "notes": data.notes}
   config = cfg.to_dict()
   ctx = evaluators.Context(cfg=cfg, plan=plan, data=data, out=out, log=log)
-  store = ResultsStore(out, resume_key(config, report.json_safe(dataset), texts_digest(data.texts)), log)
+  for ev in evals:   # what each evaluator reads besides the labelled corpus, loaded once
+    extra = ev.prepare(ctx)
+    if extra:
+      dataset[ev.name] = extra
+      if extra.get("data_spec"):
+        check_data_specs(model_specs, extra["data_spec"])
+  store = ResultsStore(out, resume_key(config, report.json_safe(dataset),
+                                       texts_digest(data.texts) if data is not None else ""), log)
 
   # ---- every unit: (model, evaluator unit), the models' in config order, then the model-free ones ----------
   jobs = [(spec, ev, unit) for spec in plan.models for ev in evals if ev.per_model for unit in ev.units()]
@@ -165,10 +176,14 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
     save(complete=False)
 
   # ---- the verdict: each model against the base, from the test predictions --------------------------------
-  verdict = verdict_rows(store.test_predictions(order), data.y_N[data.split_idx["test"]], plan.models[0],
-                         plan.models, num_classes=len(data.class_names), n_boot=cfg.verdict.n_boot,
-                         seed=cfg.verdict.seed, level=cfg.verdict.level)
-  chosen = chosen_on_validation(store.ordered(order)["runs"], plan)
+  verdict, chosen = [], []
+  if data is not None:
+    verdict = verdict_rows(store.test_predictions(order), data.y_N[data.split_idx["test"]], plan.models[0],
+                           plan.models, num_classes=len(data.class_names), n_boot=cfg.verdict.n_boot,
+                           seed=cfg.verdict.seed, level=cfg.verdict.level)
+    chosen = chosen_on_validation(store.ordered(order)["runs"], plan)
+  for ev in evals:   # verdicts over per-item scores (retrieval: per test query)
+    verdict += ev.verdict_rows(store.test_scores(order))
   res = save(complete=True, verdict=verdict, chosen=chosen)
   _write_cards(verdict, str(cfg.data.path or "the quick-start corpus"), plan)
   for c in chosen:
@@ -177,9 +192,13 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   for row in report.summarize(res["runs"]):
     log(f"  {report.model_slug(row['model']):>24} {row['mode']:>12} shots={str(row['shots']):>4}: "
         f"test macro-F1 {row['macro_f1']:.3f} ± {row['macro_f1_std']:.3f}")
+  for row in report.retrieval_summary(res["runs"]):
+    log(f"  {report.model_slug(row['model']):>24} {row['mode']:>16}: test nDCG@10 {row['ndcg@10']:.3f}, "
+        f"MRR@10 {row['mrr@10']:.3f}, R@10 {row['recall@10']:.3f}")
   for v in verdict:
-    log(f"  verdict {report.model_slug(v['model'])} {v['mode']} shots={v['shots']}: {v['diff']:+.3f} "
-        f"[{v['ci_low']:+.3f}, {v['ci_high']:+.3f}] {v['verdict']}")
+    against = f" vs {report.model_slug(v['base'])}/{v['base_mode']}" if v.get("base_mode") else ""
+    log(f"  verdict {report.model_slug(v['model'])} {v['mode']}{against} shots={v['shots']} {v['metric']}: "
+        f"{v['diff']:+.3f} [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}] {v['verdict']}")
   log(f"eval: wrote {', '.join(str(p) for p in res['paths'].values())} in {time.time() - t_start:.1f}s")
   return {**res, "timings": res["timings_s"]}
 

@@ -20,7 +20,12 @@ GEOMETRY_KEYS = ("model", "field", "alignment", "uniformity", "silhouette", "knn
                  "kmeans_ari")
 METRICS = ("macro_f1", "accuracy", "weighted_f1", "macro_precision", "macro_recall", "auroc")
 MODE_ORDER = ("tfidf", "tfidf_balanced", "probe_logreg", "probe_logreg_balanced", "probe", "probe_balanced",
-              "finetune")
+              "finetune", "retrieval", "retrieval_rrf", "retrieval_minmax")
+RETRIEVAL_METRICS = ("ndcg@10", "mrr@10", "recall@1", "recall@10", "recall@100", "map@100")
+
+
+def is_retrieval(row: dict) -> bool:
+  return str(row.get("mode", "")).startswith("retrieval")
 
 
 def model_slug(spec: str) -> str:
@@ -62,7 +67,7 @@ def summarize(runs: Sequence[dict], split: str = "test") -> list[dict]:
   """Mean and std over seeds per (model, mode, shots) on `split`, in a stable order."""
   groups: dict[tuple, list[dict]] = {}
   for r in runs:
-    if r["split"] == split:
+    if r["split"] == split and not is_retrieval(r):
       groups.setdefault((r["model"], r["mode"], r["shots"]), []).append(r)
   out = []
   models = list(dict.fromkeys(r["model"] for r in runs))
@@ -76,6 +81,14 @@ def summarize(runs: Sequence[dict], split: str = "test") -> list[dict]:
       s[m], s[m + "_std"] = mean_std([r.get(m) for r in rows])
     out.append(s)
   return out
+
+
+def retrieval_summary(runs: Sequence[dict], split: str = "test") -> list[dict]:
+  """The retrieval rows of `split` (one per model and mode: no seeds), in the report's order: models as they
+  ran (bm25 last), dense then hybrid rows."""
+  rows = [r for r in runs if r["split"] == split and is_retrieval(r)]
+  models = list(dict.fromkeys(r["model"] for r in rows))
+  return sorted(rows, key=lambda r: (models.index(r["model"]), MODE_ORDER.index(r["mode"])))
 
 
 def _fmt(mean: float, std: float | None = None) -> str:
@@ -117,9 +130,21 @@ def plot_fewshot_curves(summary: Sequence[dict], path: Path, metric: str = "macr
 
 def verdict_md(verdict: Sequence[dict]) -> list[str]:
   """The report's first table: one line per (model, mode, shots) against the base model."""
+  retrieval = [v for v in verdict if v["metric"] != "macro_f1"]
+  verdict = [v for v in verdict if v["metric"] == "macro_f1"]
+  md = []
+  if retrieval:
+    v0 = retrieval[0]
+    md += ["## Verdict (retrieval)", "",
+           f"Test {v0['metric']} of each row minus the reference row, paired over the {v0['n_test']} test queries: "
+           f"mean difference and {round(100 * v0['level'])}% bootstrap interval over queries ({v0['n_boot']} "
+           "resamples).", "", "| model | mode | against | Δ | interval | verdict |", "|---|---|---|---|---|---|"]
+    md += [f"| {model_slug(v['model'])} | {v['mode']} | {model_slug(v['base'])} / {v['base_mode']} | {v['diff']:+.3f} | "
+           f"[{v['ci_low']:+.3f}, {v['ci_high']:+.3f}] | **{v['verdict']}** |" for v in retrieval]
+    md += [""]
   if not verdict:
-    return []
-  md = ["## Verdict", "",
+    return md
+  md += ["## Verdict", "",
         f"Test macro-F1 of each model minus the base `{model_slug(verdict[0]['base'])}` (first of config.models), "
         f"same mode and training samples: mean over seeds, {round(100 * verdict[0]['level'])}% interval from a "
         f"paired bootstrap over the {verdict[0]['n_test']} test documents ({verdict[0]['n_boot']} resamples), "
@@ -165,6 +190,26 @@ def write_outputs(out_dir: Path, doc: dict) -> dict[str, Path]:
   summary = summarize(runs, "test")
   has_curves = plot_fewshot_curves(summary, paths["curves"])
   md = ["# jaxemb evaluation report", ""] + verdict_md(verdict)
+  retrieval = retrieval_summary(runs)
+  if retrieval:
+    md += ["## Retrieval (test queries)", ""]
+    for k, info in dataset.items():
+      if isinstance(info, dict) and info.get("kind") in ("beir", "pairs"):
+        md += [f"- {info['kind']} `{info['path']}`: {info['n_docs']} documents in the pool, queries "
+               + ", ".join(f"{s} {n}" for s, n in info["n_queries"].items())
+               + (f"; query field `{info['query_field']}` -> document field `{info['document_field']}`, pool "
+                  f"{info['pool']}" if info["kind"] == "pairs" else ""), ""]
+    md += ["| model | mode | queries | nDCG@10 | MRR@10 | R@1 | R@10 | R@100 | MAP@100 | weight |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    md += [f"| {model_slug(r['model'])} | {r['mode']} | {r['n_queries']} | "
+           + " | ".join(_fmt(r[m]) for m in RETRIEVAL_METRICS) + f" | {r.get('weight', '')} |" for r in retrieval]
+    md += [""]
+  if not summary:
+    md += ["", "Models:", ""] + [f"- `{model_slug(m)}` = `{m}`" for m in dict.fromkeys(r["model"] for r in runs)
+                                  if m not in ("tfidf", "bm25")]
+    paths["md"].write_text("\n".join(md) + "\n")
+    paths.pop("curves", None)
+    return paths
   sizes = dataset.get("split_sizes", {})
   md += [f"- corpus: `{dataset.get('path')}`; label `{dataset.get('fields', {}).get('label')}`, "
          f"{len(dataset.get('classes', []))} classes",

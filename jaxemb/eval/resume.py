@@ -8,7 +8,8 @@ A unit's rows are kept for a rerun only when
 - the model is the same: the unit records the model's fingerprint (paths, sizes and mtimes of the files that
   define its weights, `cache.model_fingerprint`); a workdir whose latest checkpoint moved is evaluated again;
 - its test predictions (for the verdict) are on disk: predictions/MODEL.UNIT.npz (int arrays, loaded with
-  allow_pickle=False).
+  allow_pickle=False), and its per-item test scores (retrieval: a metric per test query) in
+  predictions/MODEL.UNIT.scores.npz (float arrays).
 Every file is written to a temporary name and moved into place (os.replace), so an interruption leaves the
 previous complete version, never a truncated one.
 """
@@ -62,12 +63,16 @@ class ResultsStore:
     self.geometry: list[dict] = []
     self.failed: list[dict] = []
     self.preds: dict[tuple[str, str], dict[tuple[Shots, int], np.ndarray]] = {}
+    self.scores: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     self.timings: dict[str, float] = {}
     self._load()
 
   # ---- reading back ------------------------------------------------------------------------------------
   def _pred_path(self, model: str, unit: str) -> Path:
     return self.pred_dir / f"{model_slug(model)}.{unit}.npz"
+
+  def _scores_path(self, model: str, unit: str) -> Path:
+    return self.pred_dir / f"{model_slug(model)}.{unit}.scores.npz"
 
   def _load(self) -> None:
     if not self.path.exists():
@@ -86,6 +91,9 @@ class ResultsStore:
       model, unit = u["model"], u["unit"]
       try:
         preds = self._read_preds(model, unit) if u.get("has_predictions") else {}
+        if u.get("has_scores"):
+          with np.load(self._scores_path(model, unit), allow_pickle=False) as z:
+            self.scores[(model, unit)] = {k: z[k] for k in z.files}
       except (OSError, ValueError, KeyError) as e:
         self.log(f"resume: predictions of {model} / {unit} unreadable ({e}); that unit runs again")
         continue
@@ -120,6 +128,7 @@ class ResultsStore:
   def _drop(self, model: str, unit: str) -> None:
     self.units.pop((model, unit), None)
     self.preds.pop((model, unit), None)
+    self.scores.pop((model, unit), None)
     self.runs = [r for r in self.runs if (r["model"], r["mode"]) != (model, unit)]
     self.failed = [f for f in self.failed if (f["model"], f["mode"]) != (model, unit)]
     if unit == "geometry":
@@ -139,11 +148,20 @@ class ResultsStore:
                  shots_R=np.array([str(k[0]) for k in keys]), seed_R=np.array([k[1] for k in keys], np.int64))
       os.replace(tmp, path)
     self.preds[(model, unit)] = dict(result.preds)
+    if result.scores:
+      path = self._scores_path(model, unit)
+      path.parent.mkdir(parents=True, exist_ok=True)
+      tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+      with open(tmp, "wb") as f:
+        np.savez(f, **{k: np.asarray(v, np.float64) for k, v in result.scores.items()})
+      os.replace(tmp, path)
+      self.scores[(model, unit)] = dict(result.scores)
     self.runs += _json_round_trip(result.runs)
     self.geometry += _json_round_trip(result.geometry)
     self.failed += _json_round_trip(result.failed)
     self.units[(model, unit)] = {"model": model, "unit": unit, "fingerprint": fingerprint,
-                                 "seconds": round(seconds, 3), "has_predictions": bool(result.preds)}
+                                 "seconds": round(seconds, 3), "has_predictions": bool(result.preds),
+                                 "has_scores": bool(result.scores)}
     self.timings[f"{model}/{unit}"] = round(seconds, 3)
 
   # ---- the document, in the plan's order ----------------------------------------------------------------
@@ -158,6 +176,10 @@ class ResultsStore:
     return {"runs": by(self.runs, lambda r: r["mode"]), "geometry": by(self.geometry, lambda g: "geometry"),
             "failed": by(self.failed, lambda f: f["mode"]),
             "resume": {"key": self.key, "units": [self.units[k] for k in order if k in self.units]}}
+
+  def test_scores(self, order: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    """(model, mode) -> {metric: per-item test score [T]}, for the units in `order` that have them."""
+    return {k: self.scores[k] for k in order if k in self.scores}
 
   def test_predictions(self, order: list[tuple[str, str]]) -> dict[tuple, np.ndarray]:
     """(model, mode, shots, seed) -> predicted class of every test document, for the units in `order`."""

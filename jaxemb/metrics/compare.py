@@ -147,3 +147,41 @@ def chosen_on_validation(runs: list[dict[str, Any]], plan) -> list[dict[str, Any
       out.append({"model": spec, "mode": mode, "shots": shots, "chosen": best,
                   "embedding": plan.embedding_label(best, mode), "val_macro_f1": means})
   return out
+
+
+def paired_bootstrap_mean(model_T: np.ndarray, base_T: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
+                          level: float = 0.95) -> dict[str, Any]:
+  """The paired difference of a per-item score's mean (e.g. nDCG@10 per test query) between a model and a
+  base, scored on the same items: diff = mean(model_T - base_T), its percentile interval over `n_boot`
+  resamples of the items (the resamples of `resample_weights(T, n_boot, seed)`), and the verdict."""
+  model_T, base_T = np.asarray(model_T, np.float64), np.asarray(base_T, np.float64)
+  if model_T.shape != base_T.shape or model_T.ndim != 1 or len(model_T) == 0:
+    raise ValueError(f"paired scores need equal non-empty 1-D shapes: {model_T.shape} vs {base_T.shape}")
+  d_T = model_T - base_T
+  n = len(d_T)
+  boot_B = np.concatenate([w_BxT.astype(np.float64) @ d_T / n for w_BxT in _weight_blocks(n, n_boot, seed)])
+  alpha = (1.0 - level) / 2
+  lo, hi = np.quantile(boot_B, [alpha, 1.0 - alpha])
+  verdict = "better" if lo > 0 else "worse" if hi < 0 else "no different"
+  return {"diff": float(d_T.mean()), "ci_low": float(lo), "ci_high": float(hi), "n_test": int(n),
+          "n_boot": int(n_boot), "level": float(level), "verdict": verdict}
+
+
+def score_verdict_rows(scores: dict[tuple[str, str], dict[str, np.ndarray]], references: list[tuple[str, str]], *,
+                       metric: str, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> list[dict[str, Any]]:
+  """One verdict per (row, reference) for rows scored per test item (retrieval: per query).
+
+  scores: (model, mode) -> {metric: float [T]}, every row over the same T items in the same order.
+  references: the (model, mode) rows to compare every other row with (the base's dense row, BM25's row), in
+  order; a row is not compared with itself."""
+  out = []
+  for ref in references:
+    if ref not in scores:
+      continue
+    for row, per in scores.items():
+      if row == ref or metric not in per:
+        continue
+      res = paired_bootstrap_mean(per[metric], scores[ref][metric], n_boot=n_boot, seed=seed, level=level)
+      out.append({"model": row[0], "base": ref[0], "mode": row[1], "base_mode": ref[1], "shots": None,
+                  "metric": metric, "split": "test", "n_seeds": 1, "seed_std": 0.0, **res})
+  return out

@@ -14,16 +14,19 @@ from jaxemb.eval.evaluators.base import Context, Evaluator, ModelHandle, Plan, U
 from jaxemb.eval.evaluators.finetune import FinetuneEvaluator
 from jaxemb.eval.evaluators.geometry import GeometryEvaluator
 from jaxemb.eval.evaluators.probe import ProbeEvaluator
+from jaxemb.eval.evaluators.retrieval import BM25Evaluator, RetrievalEvaluator
 from jaxemb.eval.evaluators.tfidf import TfidfEvaluator
 
 # name -> class, in the order they run for each model (model-free ones, like tfidf, run after all models)
 REGISTRY: dict[str, type[Evaluator]] = {c.name: c for c in (ProbeEvaluator, GeometryEvaluator, FinetuneEvaluator,
-                                                            TfidfEvaluator)}
-MODES = ("probe", "finetune")   # the evaluators config.modes selects; geometry and tfidf have their own switch
+                                                            RetrievalEvaluator, TfidfEvaluator, BM25Evaluator)}
+# the evaluators config.modes selects; geometry, tfidf and bm25 have their own switch
+MODES = ("probe", "finetune", "retrieval")
 
 
 def selected(cfg: Any) -> list[str]:
-  """Names of the evaluators the config asks for: config.modes, config.geometry.enabled, config.tfidf."""
+  """Names of the evaluators the config asks for: config.modes, config.geometry.enabled, config.tfidf and,
+  with "retrieval" in config.modes, config.retrieval.bm25."""
   modes = [m.strip() for m in str(cfg.modes).split(",") if m.strip()]
   bad = sorted(set(modes) - set(MODES))
   if bad:
@@ -31,6 +34,10 @@ def selected(cfg: Any) -> list[str]:
   if not modes and not cfg.tfidf:
     raise EvalError("nothing to do: config.modes is empty and config.tfidf is False")
   on = set(modes) | ({"geometry"} if cfg.geometry.enabled else set()) | ({"tfidf"} if cfg.tfidf else set())
+  if "retrieval" in modes and "retrieval" in cfg and cfg.retrieval.bm25:
+    on.add("bm25")
+  if "retrieval" in modes and "retrieval" not in cfg:
+    raise EvalError("config.modes names retrieval but the config has no retrieval section (use configs/retrieval.py)")
   return [name for name in REGISTRY if name in on]
 
 

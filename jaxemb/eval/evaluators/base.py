@@ -129,10 +129,13 @@ class Context:
   out: Path
   log: Callable[[str], None] = print
   _samples: dict = dataclasses.field(default_factory=dict)
+  # What evaluators compute once and share across their units and each other (e.g. the retrieval set, BM25's
+  # run); keyed by the evaluator module's own name.
+  cache: dict = dataclasses.field(default_factory=dict)
 
   @property
   def eval_idx(self) -> np.ndarray:
-    """Rows whose predictions every evaluator returns: validation, then test."""
+    """Rows whose predictions every evaluator returns: validation, then test (labelled data only)."""
     return np.concatenate([self.data.split_idx["validation"], self.data.split_idx["test"]])
 
   @property
@@ -149,9 +152,12 @@ class Context:
 
 @dataclasses.dataclass
 class UnitResult:
-  """What one unit yields: run rows (one per split), test predictions per run, geometry rows, failures."""
+  """What one unit yields: run rows (one per split), test predictions per run, geometry rows, failures, and
+  per-item test scores (`scores`: metric -> float [T], e.g. nDCG@10 per test query) for evaluators whose
+  verdict pairs scores rather than predicted classes."""
   runs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
   preds: dict[tuple[Shots, int], np.ndarray] = dataclasses.field(default_factory=dict)  # -> class per test doc
+  scores: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
   geometry: list[dict[str, Any]] = dataclasses.field(default_factory=list)
   failed: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
@@ -231,16 +237,27 @@ class Evaluator:
   """Built from the config (validate and read every setting in __init__, before any model is loaded).
 
   per_model: run once per model (False: once in all, e.g. a non-neural reference whose rows carry the
-  evaluator's name as their model). units(): the unit names, in order. run(unit, model, ctx): that unit's
-  result for `model` (None when not per_model)."""
+  evaluator's name as their model). needs_labels: False when it reads no labelled data (ctx.data is then None
+  unless another selected evaluator needs it). prepare(ctx): loads what it reads besides ctx.data, once,
+  before any unit, and returns what results.json's dataset section and the resume key should hold of it.
+  units(): the unit names, in order. run(unit, model, ctx): that unit's result for `model` (None when not
+  per_model). verdict_rows(scores): verdict rows from the per-item test scores of every finished unit
+  ((model, mode) -> UnitResult.scores); [] for evaluators judged by compare.verdict_rows' predictions."""
   name: ClassVar[str]
   per_model: ClassVar[bool] = True
+  needs_labels: ClassVar[bool] = True
 
   def __init__(self, cfg: Any, plan: Plan):
     self.cfg, self.plan = cfg, plan
 
+  def prepare(self, ctx: Context) -> dict[str, Any]:
+    return {}
+
   def units(self) -> list[str]:
     raise NotImplementedError
+
+  def verdict_rows(self, scores: dict[tuple[str, str], dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+    return []
 
   def run(self, unit: str, model: ModelHandle | None, ctx: Context) -> UnitResult:
     raise NotImplementedError
