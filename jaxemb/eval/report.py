@@ -41,7 +41,7 @@ def model_slug(spec: str) -> str:
     base = f"{path.parent.name}_model"
   step = spec.rsplit("@", 1)[1] if "@" in spec else ""
   short = re.sub(r"[^A-Za-z0-9._-]+", "_", base + (f"@{step}" if step else ""))[:40]
-  if spec.lower() in ("minilm", "tfidf"):
+  if spec.lower() in ("minilm", "tfidf", "bm25"):
     return short
   return f"{short}-{hashlib.sha1(spec.encode()).hexdigest()[:6]}"
 

@@ -151,3 +151,51 @@ def classification_loss(logits_BxK: jax.Array, labels_B: jax.Array) -> jax.Array
   """
   logits_BxK = logits_BxK.astype(jnp.float32)
   return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_BxK, labels_B))
+
+
+def query_document_nce(queries_BxD: jax.Array, documents_BxD: jax.Array, temperature: float = 0.05, *,
+                       pair_groups_B: jax.Array | None = None, query_groups_B: jax.Array | None = None,
+                       hard_HxD: jax.Array | None = None, hard_groups_H: jax.Array | None = None,
+                       symmetric: bool = False) -> jax.Array:
+  """InfoNCE from queries to their documents with in-batch (and optional hard) negatives.
+
+  Row i's query q_i has the positive d_i; every other document d_j of the global batch and every hard
+  negative h_k is a negative: loss_q = mean_i CE(softmax_j [cos(q_i, d_j) / tau ; cos(q_i, h_k) / tau], i).
+  With `symmetric`, also documents to queries: loss_d = mean_i CE(softmax_j cos(d_i, q_j) / tau, i), and the
+  loss is (loss_q + loss_d) / 2.
+
+  Args:
+    queries_BxD, documents_BxD: row-aligned pairs (any float dtype; norms are irrelevant).
+    temperature: tau.
+    pair_groups_B: int id per DOCUMENT text (equal = exact duplicates); hard_groups_H: the same ids for the
+      hard negatives (one id space with pair_groups_B). A document equal to row i's own is left out of row
+      i's denominator (it is not a negative), in both directions.
+    query_groups_B: int id per QUERY text: row j with the same query as row i has a document that answers
+      row i's query too, so it is left out of row i's denominator (and q_j out of d_i's).
+    hard_HxD: hard-negative documents (extra columns of the query -> document direction only).
+    symmetric: add the document -> query direction.
+
+  Returns:
+    Scalar float32 loss (nats).
+  """
+  b = queries_BxD.shape[0]
+  q_BxD, d_BxD = _l2_normalize(queries_BxD), _l2_normalize(documents_BxD)
+  tmp = lambda a, c: jnp.matmul(a, c.T, precision=jax.lax.Precision.HIGHEST) / temperature
+  same_BxB = jnp.zeros((b, b), bool)
+  if pair_groups_B is not None:
+    same_BxB |= pair_groups_B[:, None] == pair_groups_B[None, :]
+  if query_groups_B is not None:
+    same_BxB |= query_groups_B[:, None] == query_groups_B[None, :]
+  excluded_BxB = same_BxB & ~jnp.eye(b, dtype=bool)
+  targets_B = jnp.arange(b)
+  logits_q = jnp.where(excluded_BxB, _MASKED_LOGIT, tmp(q_BxD, d_BxD))
+  if hard_HxD is not None:
+    hard_logits_BxH = tmp(q_BxD, _l2_normalize(hard_HxD))
+    if hard_groups_H is not None and pair_groups_B is not None:
+      hard_logits_BxH = jnp.where(pair_groups_B[:, None] == hard_groups_H[None, :], _MASKED_LOGIT, hard_logits_BxH)
+    logits_q = jnp.concatenate([logits_q, hard_logits_BxH], axis=1)
+  loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_q, targets_B))
+  if symmetric:
+    logits_d = jnp.where(excluded_BxB, _MASKED_LOGIT, tmp(d_BxD, q_BxD))
+    loss = 0.5 * (loss + jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_d, targets_B)))
+  return loss
