@@ -8,6 +8,12 @@ then evaluate all of them together with eval.py (probe and fine-tune, few-shot, 
   python scripts/reproduce.py --out runs/repro --corpus mtsamples --stage pretrain
   python scripts/reproduce.py --out runs/repro --stage report          # docs/RESULTS.md from results.json
   python scripts/reproduce.py --out /tmp/s --smoke                     # tiny budgets, one corpus subset
+  python scripts/reproduce.py --out runs/repro --corpus medquad --stage retrieval  # issue 22 (below)
+
+Retrieval (issue 22, `--stage retrieval`, part of `all`) on the corpora with natural pairs (RETRIEVAL: MedQuAD
+question -> answer, MTSamples description -> note): train the pairs objective on the training-split pairs
+(configs/pairs.py), then eval.py --config configs/retrieval.py with the base, every pre-trained model of the
+corpus that exists, and the pairs model; BM25 and the hybrids are rows of the same evaluation.
 
 Every stage is a plain `train.py` / `eval.py` command (printed before it runs, and listed in RESULTS.md);
 training resumes from its workdir and an evaluation whose results.json exists is skipped, so a long sweep
@@ -66,6 +72,38 @@ BUDGET = {"mlm": 200, "declutr": 150, "metadata": 200}
 SMOKE_BUDGET = {"mlm": 3, "declutr": 3, "metadata": 3}
 
 MODELS = ("base", "mlm", "declutr", "declutr_only", "meta_supcon", "meta_classify", "mlm_declutr")
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrievalTask:
+  query_field: str
+  pool: str                # "eval": validation + test documents (CPU-sized); "all" adds the training documents
+  max_queries: int         # per split, seeded; 0 = all
+  train_max_length: int    # document tokens in pairs training (the evaluation embeds eval_max_length)
+  steps: int
+
+
+RETRIEVAL = {"medquad": RetrievalTask("question", "eval", 500, 128, 120),
+             "mtsamples": RetrievalTask("description", "eval", 0, 128, 100)}
+
+
+def pairs_argv(c: Corpus, data_path: str, out: Path, smoke: bool, model_init: str) -> list[str]:
+  t = RETRIEVAL[c.name]
+  return ["train.py", "--config", "configs/pairs.py" + (":smoke" if smoke else ""), "--workdir", str(out / "pairs"),
+          f"--config.model.init={model_init}", f"--config.data.path={data_path}", "--config.data.text_field=text",
+          "--config.data.group_field=", "--config.data.split_field=split", "--config.data.exclude_splits=test",
+          f"--config.pairs.query_field={t.query_field}"] + (
+      [] if smoke else [f"--config.data.max_length={t.train_max_length}", f"--config.total_steps={t.steps}"])
+
+
+def retrieval_argv(c: Corpus, data_path: str, out: Path, smoke: bool, base: str) -> list[str]:
+  t = RETRIEVAL[c.name]
+  models = [base] + [str(out / m) for m in MODELS[1:] if (out / m / "checkpoints").exists()] + [str(out / "pairs")]
+  return ["eval.py", "--config", "configs/retrieval.py" + (":smoke" if smoke else ""), "--workdir",
+          str(out / "retrieval"), f"--config.models={','.join(models)}", f"--config.data.path={data_path}",
+          "--config.data.text_field=text", "--config.data.split_field=split", "--config.data.group_field=",
+          f"--config.retrieval.query_field={t.query_field}", f"--config.retrieval.pool={t.pool}"] + (
+      [] if smoke else [f"--config.retrieval.max_queries={t.max_queries}", f"--config.max_length={c.eval_max_length}"])
 
 
 def train_runs(c: Corpus, data_path: str, out: Path, smoke: bool, model_init: str) -> list[tuple[str, list[str]]]:
@@ -150,7 +188,7 @@ def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--out", required=True, help="folder for workdirs, evaluations and logs")
   ap.add_argument("--corpus", default="all", help="mtsamples, fda, medquad or all (comma-separated)")
-  ap.add_argument("--stage", default="all", choices=["pretrain", "eval", "report", "all"])
+  ap.add_argument("--stage", default="all", choices=["pretrain", "eval", "retrieval", "report", "all"])
   ap.add_argument("--smoke", action="store_true", help="tiny budgets on a 240-document MTSamples subset")
   ap.add_argument("--model", default="minilm", help="base model (HF folder or minilm)")
   ap.add_argument("--modes", default="auto",
@@ -191,6 +229,19 @@ def main(argv=None) -> None:
         run(argv_, cdir / "logs" / "eval.log")
         # the exact command behind results.json, for RESULTS.md
         (cdir / "eval" / "command.json").write_text(json.dumps(argv_))
+    if args.stage in ("retrieval", "all") and name in RETRIEVAL:
+      argv_ = pairs_argv(c, data_path, cdir, args.smoke, args.model)
+      steps = 12 if args.smoke else RETRIEVAL[name].steps   # configs/pairs.py:smoke runs train.config.smoke's 12
+      if (cdir / "pairs" / "checkpoints" / str(steps)).exists():
+        print(f"[{name}/pairs] done, skipping")
+      else:
+        run(argv_, cdir / "logs" / "pairs.log")
+      if _eval_complete(cdir / "retrieval" / "results.json") and not args.force_eval:
+        print(f"[{name}/retrieval] results.json exists, skipping (--force-eval re-runs it)")
+      else:
+        argv_ = retrieval_argv(c, data_path, cdir, args.smoke, args.model)
+        run(argv_, cdir / "logs" / "retrieval.log")   # resumes: finished (model, unit)s are read back
+        (cdir / "retrieval" / "command.json").write_text(json.dumps(argv_))
   if args.stage in ("report", "all") and not args.smoke:
     from results_md import write_results_md  # beside this script
     write_results_md(out, Path(args.results_md), CORPORA, BUDGET, train_runs, eval_argv)
