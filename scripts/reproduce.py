@@ -84,7 +84,7 @@ class RetrievalTask:
 
 
 RETRIEVAL = {"medquad": RetrievalTask("question", "eval", 500, 128, 120),
-             "mtsamples": RetrievalTask("description", "eval", 0, 128, 100)}
+             "mtsamples": RetrievalTask("description", "eval", 0, 128, 80)}
 
 
 def pairs_argv(c: Corpus, data_path: str, out: Path, smoke: bool, model_init: str) -> list[str]:
