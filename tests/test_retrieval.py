@@ -175,3 +175,23 @@ def test_eval_on_a_beir_folder_matches_an_independent_scoring(tiny_model_dir, tm
   # a rerun reads every unit back
   again = load_module("eval.py", "jaxemb_eval_cli2").run(cfg, tmp_path / "out")
   assert again["verdict"] == out["verdict"]
+
+
+@pytest.mark.parametrize("field,value,message", [("fusions", "rrf,borda", "retrieval.fusions"),
+                                                 ("k", 10, "k must be >= 100"),
+                                                 ("weight_grid", "0,1.5", "must lie in"),
+                                                 ("verdict_metric", "p@5", "verdict_metric")])
+def test_bad_retrieval_settings_are_one_line_errors(field, value, message):
+  from jaxemb.eval import evaluators
+  from jaxemb.eval.dataset import EvalError
+  cfg = load_module("configs/retrieval.py", "jaxemb_retrieval_config").get_config()
+  cfg.retrieval[field] = value
+  with pytest.raises(EvalError, match=message):
+    evaluators.build(cfg, evaluators.Plan.from_config(cfg))
+
+
+def test_retrieval_config_selects_the_dense_and_bm25_evaluators_and_no_labelled_ones():
+  from jaxemb.eval import evaluators
+  cfg = load_module("configs/retrieval.py", "jaxemb_retrieval_config").get_config()
+  assert evaluators.selected(cfg) == ["retrieval", "bm25"]
+  assert not any(e.needs_labels for e in evaluators.build(cfg, evaluators.Plan.from_config(cfg)))
