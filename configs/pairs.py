@@ -9,30 +9,21 @@ the retrieval evaluator's validation rows are what to read (docs/RESULTS.md "Ret
 Argument `:smoke` -> a few steps with a tiny batch.
 """
 
-from jaxemb.train.config import base_config, smoke
+from jaxemb.train.config import base_config, variant
 
 
 def get_config(arg: str = ""):
   c = base_config("pairs")
-  c.data.label_field = ""
+  c.data.label_field = ""       # pairs need no label or category; the query field is config.pairs.query_field
   c.data.metadata_field = ""
   c.optim.lr = 5e-5
-  c.optim.weight_decay = 0.01
-  c.optim.schedule = "linear"
   c.optim.warmup_steps = 10
   c.batch_size = 32
-  c.data.max_length = 256       # the document tokens the evaluator embeds
-  c.pairs.query_max_length = 64
-  c.pairs.temperature = 0.05
-  c.pairs.symmetric = True
   c.freeze.embeddings = True
   c.freeze.layers = 3
   c.total_steps = 150
   c.checkpoint.every = 50
-  c.log_every = 10
-  if arg == "smoke":
-    smoke(c)
+
+  def smoke_extra(c):
     c.pairs.query_max_length = 32
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r} (expected '' or 'smoke')")
-  return c
+  return variant(c, arg, smoke_extra)

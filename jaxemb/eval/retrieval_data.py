@@ -10,7 +10,7 @@
 (b) One corpus with a query field and a document field (MedQuAD question -> answer, MTSamples description ->
     note): a row's query is relevant (grade 1) to its own document and to every exact duplicate of that
     document (same text after whitespace / case normalisation, the splitter's rule). The splits are the
-    training data spec's (`corpus.SplitPlanner` over the DOCUMENT texts, so pre-training on the document
+    training data spec's (`splits.SplitPlanner` over the DOCUMENT texts, so pre-training on the document
     field with the same data block excludes exactly these test documents); queries come from the validation
     and test splits, at most `max_queries` of each (a seeded subset); the pool is every document
     (`pool="all"`: the training documents are distractors too) or only those of the validation and test
@@ -145,7 +145,8 @@ def load_pairs(data_cfg: Any, *, query_field: str, pool: str = "all", max_querie
   """One corpus (`data_cfg`: the shared data block; its text_field is the DOCUMENT field) with a query field."""
   from jaxemb.data import corpus as corpus_lib
   from jaxemb.data import spec as spec_lib
-  from jaxemb.data.corpus import Fields, peek_fields, text_key
+  from jaxemb.data.corpus import Fields, peek_fields
+  from jaxemb.data.splits import SplitPlanner, text_key
 
   if pool not in POOLS:
     raise EvalError(f"config.retrieval.pool must be one of {POOLS}; got {pool!r}")
@@ -162,7 +163,7 @@ def load_pairs(data_cfg: Any, *, query_field: str, pool: str = "all", max_querie
                   group=optional["group_field"], id=optional["id_field"])
   split_kw = spec_lib.split_kwargs(data_cfg)
   clean = bool(data_cfg.get("clean", True))
-  planner = corpus_lib.SplitPlanner(**split_kw)
+  planner = SplitPlanner(**split_kw)
   skips = corpus_lib.SkipReport()
   try:
     # Every row with a document text is in the pool; a row without a query is a document, not a query.

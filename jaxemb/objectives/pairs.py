@@ -130,7 +130,7 @@ def mine_hard_negatives(queries: list[str], documents: list[str], depth: int) ->
   """int64 [K, depth]: for pair k, rows of BM25's top documents for query k (best first, -1 = none), leaving
   out row k, every document with the same text as row k's (exact duplicates) and every row whose query is
   the same text as query k's."""
-  from jaxemb.data.corpus import text_key
+  from jaxemb.data.splits import text_key
   from jaxemb.eval.retrieval import BM25
   doc_key = np.array([text_key(t) for t in documents], np.uint64)
   query_key = np.array([text_key(t) for t in queries], np.uint64)
