@@ -113,8 +113,8 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   model_specs = list(dict.fromkeys(plan.model_spec(m) for m in plan.models))  # without "#key=value" suffixes
   for spec in model_specs:
     check_model(spec)
-  log(f"eval: {len(plan.models)} model(s) {plan.models}; evaluators {[e.name for e in evals]}; "
-      f"shots {plan.shots}; seeds {plan.seeds}")
+  log(f"eval: {len(plan.models)} model(s) {plan.models}; evaluators {[e.name for e in evals]}"
+      + (f"; shots {plan.shots}; seeds {plan.seeds}" if any(e.needs_labels for e in evals) else ""))
 
   # The labelled corpus only when an evaluator reads it (retrieval reads its own queries and documents).
   data = load_eval_data(cfg.data) if any(ev.needs_labels for ev in evals) else None
