@@ -93,7 +93,8 @@ def pairs_argv(c: Corpus, data_path: str, out: Path, smoke: bool, model_init: st
           f"--config.model.init={model_init}", f"--config.data.path={data_path}", "--config.data.text_field=text",
           "--config.data.group_field=", "--config.data.split_field=split", "--config.data.exclude_splits=test",
           f"--config.pairs.query_field={t.query_field}"] + (
-      [] if smoke else [f"--config.data.max_length={t.train_max_length}", f"--config.total_steps={t.steps}"])
+      ["--config.freeze.layers=1"] if smoke else   # smoke models may have only 2 layers
+      [f"--config.data.max_length={t.train_max_length}", f"--config.total_steps={t.steps}"])
 
 
 def retrieval_argv(c: Corpus, data_path: str, out: Path, smoke: bool, base: str) -> list[str]:

@@ -31,6 +31,10 @@ def test_reproduce_smoke_pipeline(tiny_model_dir, tmp_path):
   assert len(models) == 7
   assert {r["mode"] for r in results["runs"]} >= {"probe", "tfidf"}
   assert results["geometry"]
+  # Retrieval stage: the pairs model and the base against BM25, on the subset's description -> note pairs.
+  ret = json.loads((out / "retrieval" / "results.json").read_text())
+  assert {(r["model"], r["mode"]) for r in ret["runs"]} >= {("bm25", "retrieval"), (str(out / "pairs"), "retrieval")}
+  assert json.loads((out / "pairs" / "config.json").read_text())["objective"] == "pairs"
   # Pre-training never saw the evaluation test split.
   for run in ("mlm", "declutr", "meta_supcon"):
     assert json.loads((out / run / "config.json").read_text())["data"]["exclude_splits"] == "test"
