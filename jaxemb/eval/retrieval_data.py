@@ -145,7 +145,8 @@ def load_pairs(data_cfg: Any, *, query_field: str, pool: str = "all", max_querie
   """One corpus (`data_cfg`: the shared data block; its text_field is the DOCUMENT field) with a query field."""
   from jaxemb.data import corpus as corpus_lib
   from jaxemb.data import spec as spec_lib
-  from jaxemb.data.corpus import Fields, peek_fields
+  from jaxemb.data.corpus import Fields
+  from jaxemb.data.readers import peek_fields
   from jaxemb.data.splits import SplitPlanner, text_key
 
   if pool not in POOLS:

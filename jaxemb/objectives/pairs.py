@@ -175,6 +175,9 @@ def _batches(cfg, prepared, common):
 
 
 def _loss(cfg, config, dtype, remat):
+  if int(cfg.gradcache.get("chunks", 0)) > 1:
+    # an ignored setting would look like a memory saving that is not there
+    raise ValueError("config.gradcache.chunks: the pairs objective has no GradCache passes yet; set it to 0")
   return partial(loss_fn, config=config, dtype=dtype, remat=remat, temperature=cfg.pairs.temperature,
                  symmetric=cfg.pairs.symmetric, return_pooled=True)
 
