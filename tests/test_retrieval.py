@@ -12,7 +12,7 @@ import pytest
 
 from conftest import load_module
 from jaxemb.eval import retrieval
-from jaxemb.eval.compare import paired_bootstrap_mean
+from jaxemb.metrics.compare import paired_bootstrap_mean
 
 
 def test_metrics_match_a_hand_calculation():
@@ -88,7 +88,6 @@ def _write_jsonl_gz(path: Path, rows):
 
 
 def test_pairs_judge_exact_duplicates_relevant_and_take_queries_from_held_out_splits(tmp_path):
-  from ml_collections import ConfigDict
   from jaxemb.data.spec import data_config
   from jaxemb.eval.retrieval_data import load_pairs
   rows = [{"id": f"r{i}", "text": f"answer number {i} about topic {i}", "question": f"question {i}?",

@@ -189,7 +189,7 @@ class RetrievalEvaluator(Evaluator):
                        {"weight": w, "weight_table": {f"{k:g}": v for k, v in table.items()}})
 
   def verdict_rows(self, scores: dict[tuple[str, str], dict[str, np.ndarray]]) -> list[dict[str, Any]]:
-    from jaxemb.eval.compare import score_verdict_rows
+    from jaxemb.metrics.compare import score_verdict_rows
     rows = {k: v for k, v in scores.items() if k[1].startswith("retrieval")}
     v = self.cfg.verdict
     return score_verdict_rows(rows, [(self.plan.models[0], "retrieval"), ("bm25", "retrieval")],
