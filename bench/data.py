@@ -26,7 +26,9 @@ cli.set_environment_defaults()  # before transformers is imported
 
 import numpy as np  # noqa: E402
 
-from jaxemb.data.batching import DeclutrBatches, MetadataBatches, MLMBatches  # noqa: E402
+from jaxemb.objectives.declutr import DeclutrBatches  # noqa: E402
+from jaxemb.objectives.metadata import MetadataBatches  # noqa: E402
+from jaxemb.objectives.mlm import MLMBatches  # noqa: E402
 from jaxemb.data.corpus import Fields  # noqa: E402
 from jaxemb.data.readers import peek_fields  # noqa: E402
 from jaxemb.data.prepare import load_tokenizer, prepare  # noqa: E402

@@ -8,8 +8,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from jaxemb.data.batching import (LENGTH_BUCKETS, DeclutrBatches, MetadataBatches, MLMBatches,  # noqa: E402
-                                  mlm_max_predictions)
+from jaxemb.data.batching import LENGTH_BUCKETS, mlm_max_predictions  # noqa: E402
+from jaxemb.objectives.declutr import DeclutrBatches  # noqa: E402
+from jaxemb.objectives.metadata import MetadataBatches  # noqa: E402
+from jaxemb.objectives.mlm import MLMBatches  # noqa: E402
 from jaxemb.models.inference import inference_batch_sizes, inference_batches  # noqa: E402
 from jaxemb.data.corpus import Fields  # noqa: E402
 

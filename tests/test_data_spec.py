@@ -10,7 +10,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from jaxemb.data import spec as spec_lib  # noqa: E402
-from jaxemb.data.batching import DeclutrBatches, MetadataBatches  # noqa: E402
+from jaxemb.objectives.declutr import DeclutrBatches  # noqa: E402
+from jaxemb.objectives.metadata import MetadataBatches  # noqa: E402
 from jaxemb.data.corpus import Fields  # noqa: E402
 from jaxemb.data.prepare import load_tokenizer, prepare  # noqa: E402
 from jaxemb.data.synthetic import write_corpus  # noqa: E402

@@ -25,7 +25,6 @@ _LAZY = {
   "PreparedCorpus": "prepare", "load_tokenizer": "prepare",
   "SpecialTokens": "masking", "mask_tokens": "masking",
   "sample_spans": "spans",
-  "MLMBatches": "batching", "MetadataBatches": "batching", "DeclutrBatches": "batching",
   "bucket_length": "batching", "mlm_max_predictions": "batching", "LENGTH_BUCKETS": "batching",
   "quickstart_corpus_path": "synthetic",
 }

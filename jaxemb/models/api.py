@@ -160,7 +160,7 @@ class Encoder:
     documents are. With only `first` asked for, only each document's first window is cut."""
     _check_texts(texts)
     # Each window is wrapped as the model's tokenizer wraps a single text, [CLS] .. [SEP] (RoBERTa: <s> .. </s>),
-    # the same wrapping as the training batch builders (data/batching.py _pad_rows).
+    # the same wrapping as the training batch builders (data/batching.py pad_rows).
     cls, sep, n_special = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, 2
     windowing.check(n_special, self.config.max_tokens)
     if windowing.window == 0:

@@ -10,12 +10,15 @@ is not reproduced).
 from __future__ import annotations
 
 from functools import partial
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
-from jaxemb.data import batching
+from jaxemb.data.batching import DEFAULT_EXCLUDE_SPLITS, Batches, bucket_length, pad_rows
+from jaxemb.data.spans import SpanSample, effective_max_span, sample_spans
 from jaxemb.models.encoder import encode, gather_rows, mean_pool
 from jaxemb.objectives import Objective
 from jaxemb.objectives.cached import chunked_rows
@@ -90,12 +93,123 @@ def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str =
   return loss, metrics
 
 
+class DeclutrBatches(Batches):
+  """DeCLUTR batches (N = B * A anchors; P positives per anchor), see docs/ARCHITECTURE.md.
+
+  anchor_ids NxLa (MLM-masked), anchor_mask NxLa, mlm_positions/labels/weights NxM, positive_ids (N*P)xLp,
+  positive_mask (N*P)xLp; anchors of document b are rows b*A .. b*A+A-1, positives of anchor i are rows
+  i*P .. i*P+P-1. La and Lp are buckets (capped at max_span + 2) of the longest span in the global batch.
+  Spans are slices of the document's token ids wrapped in [CLS] .. [SEP] (a deviation from the original,
+  which re-tokenises span text; docs/ARCHITECTURE.md "Deviations from the paper"). Span randomness comes from
+  numpy Generator((seed, epoch, doc_index)), fresh every epoch.
+
+  split_positives=True (when every host's N*P rows are even): positives are Beta(2,4)-short, and padding all
+  of them to the longest wastes most of their tokens. Each host sorts its positive rows by length and pads
+  the shorter half and the longer half to their own buckets: positive_ids / positive_mask (R/2 x Ls, shorter
+  half) and positive_long_ids / positive_long_mask (R/2 x Ll), plus positive_index [R] int32: row r of the
+  layout above is row positive_index[r] of the GLOBAL concatenation [all hosts' short rows; all hosts' long
+  rows]. Ls and Ll are the global maxima of the halves, so every host has the same shapes.
+
+  Documents shorter than 2 * A * max_span tokens: short_docs="skip" leaves them out (`n_short_skipped`);
+  "shrink" samples them with max_span = n // (2A) (`n_shrunk`), skipping only those below min_span.
+  """
+
+  def __init__(self, prepared, *, batch_size: int, seed: int = 0, anchors: int = 2, positives: int = 2,
+               max_span: int = 256, min_span: int = 8, short_docs: str = "skip", mask_prob: float = 0.15,
+               splits: Sequence[str] | None = None, exclude_splits: Sequence[str] = DEFAULT_EXCLUDE_SPLITS,
+               process_index: int = 0, process_count: int = 1, split_positives: bool = False):
+    super().__init__(prepared, batch_size=batch_size, seed=seed, mask_prob=mask_prob, splits=splits,
+                     exclude_splits=exclude_splits, process_index=process_index, process_count=process_count)
+    self.split_positives = bool(split_positives) and (self.host_batch_size * anchors * positives) % 2 == 0
+    if anchors < 1 or positives < 1 or not 1 <= min_span <= max_span:
+      raise ValueError(f"need anchors, positives >= 1 and 1 <= min_span <= max_span; got {anchors}, {positives}, "
+                       f"{min_span}, {max_span}")
+    self.anchors, self.positives, self.max_span, self.min_span = anchors, positives, max_span, min_span
+    self.short_docs = short_docs
+    self.max_length = max_span + 2
+    spans = np.array([effective_max_span(int(n), anchors=anchors, max_span=max_span, min_span=min_span,
+                                         short_docs=short_docs) or 0 for n in prepared.lengths[self.doc_indices]],
+                     np.int64)
+    self.n_short_skipped = int((spans == 0).sum())
+    self.n_shrunk = int(((spans > 0) & (spans < max_span)).sum())
+    self.doc_indices = self.doc_indices[spans > 0]
+    self._doc_max_span = dict(zip(self.doc_indices.tolist(), spans[spans > 0].tolist()))
+    self._check_nonempty(len(self.doc_indices), f"documents long enough for DeCLUTR (A={anchors}, max_span="
+                         f"{max_span}, short_docs={short_docs!r}; {self.n_short_skipped} too short)")
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return len(self.doc_indices) // self.batch_size
+
+  def drop_counts(self) -> dict[str, int]:
+    # Shrunk documents are used, with shorter spans than max_span; counted because they change the task.
+    return {"declutr/short_skipped": self.n_short_skipped, "declutr/shrunk": self.n_shrunk}
+
+  def spans(self, doc_index: int, epoch: int) -> SpanSample:
+    """The spans of one document in one epoch (a pure function of seed, epoch and doc_index)."""
+    rng = np.random.default_rng([self.seed, epoch, int(doc_index)])
+    return sample_spans(int(self.prepared.lengths[doc_index]), rng, anchors=self.anchors, positives=self.positives,
+                        max_span=self._doc_max_span[int(doc_index)], min_span=self.min_span)
+
+  def plan(self, step: int) -> np.ndarray:
+    """Document indices of global batch `step`, int64 [B]."""
+    return self._shuffled_plan(step)
+
+  def batch(self, step: int) -> dict[str, np.ndarray]:
+    epoch = step // self.steps_per_epoch
+    docs_B = self.plan(step)
+    # Spans of the whole global batch (cheap: token counts only) fix the shared padded lengths.
+    samples = [self.spans(int(d), epoch) for d in docs_B]
+    La = bucket_length(max(e - s for sm in samples for s, e in sm.anchors) + 2, self.max_length)
+    # Positive span lengths (with [CLS]/[SEP]) per host, in row order: [process_count, R_h].
+    plen_HxR = np.array([[e - s + 2 for sm in samples[h * self.host_batch_size:(h + 1) * self.host_batch_size]
+                          for row in sm.positives for s, e in row] for h in range(self.process_count)])
+
+    host_samples = samples[self.host_rows]
+    anchor_rows, positive_rows = [], []
+    for toks, sm in zip(self.prepared.tokens_many(docs_B[self.host_rows]), host_samples):
+      for (s, e), row in zip(sm.anchors, sm.positives):
+        anchor_rows.append(toks[s:e])
+        positive_rows.extend(toks[ps:pe] for ps, pe in row)
+    anchor_ids, anchor_mask = pad_rows(anchor_rows, La, self.special)
+    A = self.anchors
+    host_anchor_rows = slice(self.host_rows.start * A, self.host_rows.stop * A)
+    out = self._mask(anchor_ids, anchor_mask, step, self.batch_size * A, host_anchor_rows)
+    batch = {"anchor_ids": out["input_ids"], "anchor_mask": anchor_mask, "mlm_positions": out["mlm_positions"],
+             "mlm_labels": out["mlm_labels"], "mlm_weights": out["mlm_weights"]}
+    if not self.split_positives:
+      Lp = bucket_length(int(plen_HxR.max()), self.max_length)
+      batch["positive_ids"], batch["positive_mask"] = pad_rows(positive_rows, Lp, self.special)
+      return batch
+    # Shorter / longer half of each host's rows (stable sort: ties keep row order, so the split is a pure
+    # function of the batch); the buckets are the global maxima of each half.
+    order_HxR = np.argsort(plen_HxR, axis=1, kind="stable")
+    half = plen_HxR.shape[1] // 2
+    sorted_HxR = np.sort(plen_HxR, axis=1)
+    Ls = bucket_length(int(sorted_HxR[:, :half].max()), self.max_length)
+    Ll = bucket_length(int(sorted_HxR[:, half:].max()), self.max_length)
+    order_R = order_HxR[self.process_index]
+    batch["positive_ids"], batch["positive_mask"] = pad_rows([positive_rows[i] for i in order_R[:half]], Ls,
+                                                              self.special)
+    batch["positive_long_ids"], batch["positive_long_mask"] = pad_rows(
+        [positive_rows[i] for i in order_R[half:]], Ll, self.special)
+    # Row order_R[k] sits at k (k < half: this host's block of the global short array) or at k - half of its
+    # block of the global long array, which follows all hosts' short rows.
+    h, H = self.process_index, self.process_count
+    slot_R = np.arange(len(order_R))
+    global_R = np.where(slot_R < half, h * half + slot_R, H * half + h * half + (slot_R - half))
+    index_R = np.empty(len(order_R), np.int32)
+    index_R[order_R] = global_R
+    batch["positive_index"] = index_R
+    return batch
+
+
 def _batches(cfg, prepared, common):
   d = cfg.declutr
   # Two length groups of positives need each half of a host's rows to split evenly over its devices.
   half = cfg.batch_size // jax.process_count() * d.anchors * d.positives // 2
   split = bool(d.split_positives) and half > 0 and half % jax.local_device_count() == 0
-  return batching.DeclutrBatches(prepared, anchors=d.anchors, positives=d.positives, max_span=d.max_span,
+  return DeclutrBatches(prepared, anchors=d.anchors, positives=d.positives, max_span=d.max_span,
                                  min_span=d.min_span, short_docs=d.short_docs, split_positives=split,
                                  mask_prob=cfg.data.mask_prob if d.use_mlm else 0.0, **common)
 

@@ -8,13 +8,14 @@ head (hidden -> K categories) on the embedding. Flags: MLM only, note loss only.
 from __future__ import annotations
 
 from functools import partial
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxemb.data import batching
+from jaxemb.data.batching import DEFAULT_EXCLUDE_SPLITS, Batches, duplicate_ids, epoch_batches, seeded_rng
 from jaxemb.models.encoder import encode, gather_rows, mean_pool
 from jaxemb.objectives import Objective
 from jaxemb.objectives.cached import chunked_rows
@@ -94,8 +95,109 @@ def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str =
   return loss, metrics
 
 
+METADATA_SAMPLERS = ("random", "length_bucketed", "balanced")
+_SALT_BALANCED = 3  # distinct from the data module's salts (1-2)
+
+
+class MetadataBatches(Batches):
+  """Metadata-objective batches: the truncated MLM batch plus `category` B (int32 index into `categories`).
+
+  Documents without a metadata category are left out (`n_without_category`).
+  sampler="random": plain shuffled batches (the original; positives only by chance): a seeded permutation
+  per epoch cut into batches, so a batch's rows (and SupCon's positives and negatives) have unrelated
+  lengths. sampler="length_bucketed": as "random", but each window of `window_batches` batches is sorted by
+  length before it is cut (as MLM's truncate packing), so a batch pads to a bucket that fits most rows;
+  its positives and negatives are then length-matched, which SupCon can exploit, so it is not the default.
+  sampler="balanced": each batch draws B // per_category categories uniformly (among those with
+  >= per_category documents) and per_category documents of each (the first B % per_category categories get
+  one more), so every sampled category has >= 2 rows; rows of a category are adjacent. `steps_per_epoch` is
+  then nominal (documents // B). Categories with fewer than per_category documents are counted
+  (`too_small_categories`): the balanced sampler never draws them.
+  """
+
+  def __init__(self, prepared, *, batch_size: int, max_length: int = 512, seed: int = 0, sampler: str = "random",
+               mask_prob: float = 0.15, window_batches: int = 50, per_category: int = 2,
+               splits: Sequence[str] | None = None, exclude_splits: Sequence[str] = DEFAULT_EXCLUDE_SPLITS,
+               process_index: int = 0, process_count: int = 1):
+    super().__init__(prepared, batch_size=batch_size, seed=seed, mask_prob=mask_prob, splits=splits,
+                     exclude_splits=exclude_splits, process_index=process_index, process_count=process_count)
+    if sampler not in METADATA_SAMPLERS:
+      raise ValueError(f"sampler must be one of {METADATA_SAMPLERS}, got {sampler!r}")
+    if per_category < 2:
+      raise ValueError(f"per_category must be >= 2 (SupCon needs a positive), got {per_category}")
+    self.sampler, self.max_length, self.window_batches = sampler, max_length, window_batches
+    self.per_category = per_category
+    self.categories: list[str] = list(prepared.categories)
+    has_cat = prepared.category_index[self.doc_indices] >= 0
+    self.n_without_category = int((~has_cat).sum())
+    self.doc_indices = self.doc_indices[has_cat]
+    self._check_nonempty(len(self.doc_indices), "documents with a metadata category")
+    cats = prepared.category_index[self.doc_indices]
+    self._by_category = {int(c): self.doc_indices[cats == c] for c in np.unique(cats)}
+    self.eligible_categories = np.array(sorted(c for c, d in self._by_category.items() if len(d) >= per_category),
+                                        np.int64)
+    # Categories too small for a guaranteed positive cannot be drawn by the balanced sampler: report them.
+    self.too_small_categories = [self.categories[c] for c, d in self._by_category.items() if len(d) < per_category]
+    self.n_in_too_small_categories = int(sum(len(d) for d in self._by_category.values() if len(d) < per_category))
+    if sampler == "balanced" and len(self.eligible_categories) == 0:
+      raise ValueError(f"no metadata category has >= {per_category} documents")
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return len(self.doc_indices) // self.batch_size
+
+  def plan(self, step: int) -> np.ndarray:
+    """Document indices of global batch `step`, int64 [B]."""
+    if self.sampler == "balanced":
+      return self._balanced(step)
+    epoch, b = divmod(step, self.steps_per_epoch)
+    if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+      window = self.window_batches if self.sampler == "length_bucketed" else 1
+      order = epoch_batches(self.doc_indices, self.prepared.lengths, batch_size=self.batch_size, seed=self.seed,
+                            epoch=epoch, window_batches=window)
+      self._epoch_cache = (epoch, order)
+    return self._epoch_cache[1][b]
+
+  def drop_counts(self) -> dict[str, int]:
+    out = {"metadata/without_category": self.n_without_category}
+    if self.sampler == "balanced":  # the other samplers still use these documents (without a sure positive)
+      out["metadata/too_small_categories"] = len(self.too_small_categories)
+      out["metadata/in_too_small_categories"] = self.n_in_too_small_categories
+    return out
+
+  def _balanced(self, step: int) -> np.ndarray:
+    rng = seeded_rng(self.seed, step, _SALT_BALANCED)
+    n_groups = self.batch_size // self.per_category
+    eligible = self.eligible_categories
+    chosen = rng.choice(eligible, size=n_groups, replace=n_groups > len(eligible))
+    sizes = np.full(n_groups, self.per_category)
+    sizes[:self.batch_size - n_groups * self.per_category] += 1
+    # A category drawn twice (more groups than categories) gets its documents drawn together, without repeats.
+    need: dict[int, int] = {}
+    for c, s in zip(chosen, sizes):
+      need[int(c)] = need.get(int(c), 0) + int(s)
+    picked = {c: list(rng.choice(self._by_category[c], size=n, replace=n > len(self._by_category[c])))
+              for c, n in need.items()}
+    rows = []
+    for c, s in zip(chosen, sizes):
+      rows.extend(picked[int(c)][:s])
+      del picked[int(c)][:s]
+    return np.asarray(rows, np.int64)
+
+  def batch(self, step: int) -> dict[str, np.ndarray]:
+    docs_B = self.plan(step)
+    # SupCon's duplicate ids are over the GLOBAL batch (every host computes the same ids from the unmasked
+    # rows), so every host reads the global batch's tokens once, and keeps its own rows for the batch.
+    toks_B = self.prepared.tokens_many(docs_B)
+    out = self._truncated_batch(docs_B, step, self.max_length, global_tokens=toks_B)
+    out["category"] = self.prepared.category_index[docs_B[self.host_rows]].astype(np.int32)
+    L = out["input_ids"].shape[1]  # the rows as the model sees them: equal there = duplicates
+    out["dup"] = duplicate_ids([t[:L - 2] for t in toks_B])[self.host_rows]
+    return out
+
+
 def _batches(cfg, prepared, common):
-  return batching.MetadataBatches(prepared, max_length=cfg.data.max_length, sampler=cfg.metadata.sampler,
+  return MetadataBatches(prepared, max_length=cfg.data.max_length, sampler=cfg.metadata.sampler,
                                   mask_prob=cfg.data.mask_prob, **common)
 
 

@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 
 from jaxemb.data.prepare import tokenize
-from jaxemb.data.batching import _Batches, _pad_rows, _rng, bucket_length, duplicate_ids
+from jaxemb.data.batching import Batches, pad_rows, seeded_rng, bucket_length, duplicate_ids
 from jaxemb.models.encoder import encode, mean_pool
 from jaxemb.objectives import Objective
 from jaxemb.objectives.losses import query_document_nce
@@ -61,7 +61,7 @@ def read_queries(prepared, query_field: str) -> dict[str, str]:
   return out
 
 
-class PairsBatches(_Batches):
+class PairsBatches(Batches):
   """Rows = training pairs. query_ids BxLq / query_mask BxLq, input_ids BxL / attention_mask BxL (the
   document), pair_dup_B / query_dup_B (int32: the global row index of the first row with the same document /
   query token ids), and with hard negatives hard_ids BxL / hard_mask BxL / hard_dup_B (ids in the document
@@ -108,7 +108,7 @@ class PairsBatches(_Batches):
     all_doc_toks = doc_toks
     if self.hard_KxM is not None:
       cand = [self.hard_KxM[k][self.hard_KxM[k] >= 0] for k in rows_B]
-      picks = [c[_rng(self.seed, epoch, int(d), _SALT_HARD).integers(len(c))] if len(c) else k
+      picks = [c[seeded_rng(self.seed, epoch, int(d), _SALT_HARD).integers(len(c))] if len(c) else k
                for c, d, k in zip(cand, docs_B, rows_B)]   # no candidate: its own document (masked as a duplicate)
       hard_docs = self.doc_indices[np.asarray(picks, np.int64)]
       all_doc_toks = doc_toks + [t[:self.max_length - 2] for t in self.prepared.tokens_many(hard_docs)]
@@ -118,10 +118,10 @@ class PairsBatches(_Batches):
     b = len(docs_B)
     h = self.host_rows
     out = {"pair_dup": groups[:b][h], "query_dup": duplicate_ids(q_toks)[h]}
-    out["query_ids"], out["query_mask"] = _pad_rows(q_toks[h], Lq, self.special)
-    out["input_ids"], out["attention_mask"] = _pad_rows(doc_toks[h], L, self.special)
+    out["query_ids"], out["query_mask"] = pad_rows(q_toks[h], Lq, self.special)
+    out["input_ids"], out["attention_mask"] = pad_rows(doc_toks[h], L, self.special)
     if self.hard_KxM is not None:
-      out["hard_ids"], out["hard_mask"] = _pad_rows(all_doc_toks[b:][h], L, self.special)
+      out["hard_ids"], out["hard_mask"] = pad_rows(all_doc_toks[b:][h], L, self.special)
       out["hard_dup"] = groups[b:][h]
     return out
 

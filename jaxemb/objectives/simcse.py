@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxemb.data.batching import (DEFAULT_EXCLUDE_SPLITS, _Batches, _pad_rows, _rng, bucket_length,
+from jaxemb.data.batching import (DEFAULT_EXCLUDE_SPLITS, Batches, pad_rows, seeded_rng, bucket_length,
                                   document_text_keys, first_of_equal_keys)
 from jaxemb.models.encoder import encode, mean_pool
 from jaxemb.objectives import Objective
@@ -52,7 +52,7 @@ def defaults() -> ml_collections.ConfigDict:
   return c
 
 
-class SimCSEBatches(_Batches):
+class SimCSEBatches(Batches):
   """Rows = one window of one document: input_ids BxL, attention_mask BxL, dup_B int32 (the global row index of
   the first row in the batch whose DOCUMENT has the same text after whitespace and case normalisation). L = the bucket of the longest
   global row, capped at max_length. Every document with >= 1 token is used (no length requirement)."""
@@ -101,7 +101,7 @@ class SimCSEBatches(_Batches):
     if self.window == "start":
       zeros = np.zeros((2, len(docs_B)), np.int64)
       return zeros, zeros + np.minimum(n_B, room)
-    u_4xB = np.array([_rng(self.seed, epoch, int(d), _SALT_WINDOW).random(4) for d in docs_B]).T
+    u_4xB = np.array([seeded_rng(self.seed, epoch, int(d), _SALT_WINDOW).random(4) for d in docs_B]).T
     length_2xB = np.broadcast_to(np.minimum(n_B, room), (2, len(docs_B)))
     if self.positive == "windows":
       frac_2xB = self.crop + (1.0 - self.crop) * u_4xB[2:]
@@ -120,11 +120,11 @@ class SimCSEBatches(_Batches):
     dup_B = first_of_equal_keys([self.doc_keys[int(d)] for d in docs_B])
     toks_B = self.prepared.tokens_many(docs_B)
     rows = [t[s:s + n] for t, s, n in zip(toks_B, starts_B, lengths_B)]
-    ids_BxL, mask_BxL = _pad_rows(rows[self.host_rows], L, self.special)
+    ids_BxL, mask_BxL = pad_rows(rows[self.host_rows], L, self.special)
     out = {"input_ids": ids_BxL, "attention_mask": mask_BxL, "dup": dup_B[self.host_rows]}
     if self.positive == "windows":
       rows2 = [t[s:s + n] for t, s, n in zip(toks_B, starts2_B, lengths2_B)][self.host_rows]
-      out["positive_ids"], out["positive_mask"] = _pad_rows(rows2, L, self.special)
+      out["positive_ids"], out["positive_mask"] = pad_rows(rows2, L, self.special)
     return out
 
 

@@ -31,7 +31,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxemb.data.batching import _pad_rows, bucket_length
+from jaxemb.data.batching import pad_rows, bucket_length
 from jaxemb.models.encoder import pooled_embeddings, rows_per_chunk
 from jaxemb.metrics import geometry
 from jaxemb.metrics.compare import paired_bootstrap
@@ -110,7 +110,7 @@ class ValidationSet:
       toks = [rows[i][2] for i in order]
       n_pad = (-len(toks)) % _EMBED_BATCH
       width = min(windowing.window, max(len(t) for t in toks) + 2)
-      ids, mask = _pad_rows(toks + [toks[-1]] * n_pad, width, prepared.special)
+      ids, mask = pad_rows(toks + [toks[-1]] * n_pad, width, prepared.special)
       return cls(ids, mask, labels, len(idx), np.array([rows[i][0] for i in order]),
                  np.array([rows[i][1] for i in order]), windowing.pooling)
     toks = [t[:max_length - 2] for t in prepared.tokens_many(idx)]
@@ -120,7 +120,7 @@ class ValidationSet:
     idx, toks = idx[order], [toks[i] for i in order]
     n_pad = (-len(toks)) % _EMBED_BATCH  # whole batches
     width = min(max_length, max(len(t) for t in toks) + 2)
-    ids, mask = _pad_rows(toks + [toks[-1]] * n_pad, width, prepared.special)
+    ids, mask = pad_rows(toks + [toks[-1]] * n_pad, width, prepared.special)
     labels = np.asarray(prepared.label_index, np.int64)[idx] if len(prepared.labels) else np.full(len(idx), -1)
     return cls(ids, mask, labels, len(idx))
 
