@@ -101,13 +101,17 @@ def main(argv: list[str] | None = None) -> int:
   span = args.max_span or _auto_max_span(pc.lengths, A)
   mean_doc = float(pc.lengths.mean() + 2)
   pipelines = {
-    "mlm_chunk": (MLMBatches(pc, batch_size=B, max_length=L, packing="chunk"),
+    "mlm_chunk": (MLMBatches(pc, batch_size=B, max_length=L, packing="chunk", seed=0, mask_prob=0.15),
                   lambda b: b["attention_mask"].sum() / mean_doc),
-    "mlm_truncate": (MLMBatches(pc, batch_size=B, max_length=L, packing="truncate"), lambda b: B),
-    "metadata_random": (MetadataBatches(pc, batch_size=B, max_length=L), lambda b: B),
-    "metadata_balanced": (MetadataBatches(pc, batch_size=B, max_length=L, sampler="balanced"), lambda b: B),
+    "mlm_truncate": (MLMBatches(pc, batch_size=B, max_length=L, packing="truncate", seed=0, mask_prob=0.15),
+                     lambda b: B),
+    "metadata_random": (MetadataBatches(pc, batch_size=B, max_length=L, seed=0, sampler='random', mask_prob=0.15),
+                        lambda b: B),
+    "metadata_balanced": (MetadataBatches(pc, batch_size=B, max_length=L, sampler="balanced", seed=0, mask_prob=0.15),
+                          lambda b: B),
     f"declutr_span{span}": (DeclutrBatches(pc, batch_size=max(2, B // 2), anchors=A, positives=2, max_span=span,
-                                           min_span=8), lambda b: b["anchor_ids"].shape[0] / A),
+                                           min_span=8, seed=0, short_docs='skip', mask_prob=0.15,
+                                           split_positives=False), lambda b: b["anchor_ids"].shape[0] / A),
   }
   results = {name: _time(it, args.steps, per) for name, (it, per) in pipelines.items()}
 

@@ -259,6 +259,8 @@ def test_prefetched_lagged_loop_logs_the_synchronous_loops_losses(tiny_model_dir
 # ------------------------------------------------------------------------------------------- GradCache
 def _simcse_grads(config, params, batch, **kw):
   from jaxemb.objectives.simcse import loss_fn
+  kw = {"remat": False, "attention": "xla", "temperature": 0.05, "dedup": True, "gradcache_chunks": 0,
+        "gradcache_policy": "nothing_saveable", **kw}
   f = lambda p: loss_fn(p, batch, jax.random.PRNGKey(0), config=config, dtype=jnp.float32, **kw)
   return jax.value_and_grad(f, has_aux=True)
 

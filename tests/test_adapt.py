@@ -87,7 +87,8 @@ def test_simcse_two_views_differ_only_by_dropout(params):
   ids, mask = _batch()
   batch = {"input_ids": ids, "attention_mask": mask, "dup": jnp.arange(4, dtype=jnp.int32)}
   loss, metrics, (z1, _, _) = simcse.loss_fn(params, batch, jax.random.PRNGKey(0), config=CFG, dtype=jnp.float32,
-                                             return_pooled=True)
+                                             return_pooled=True, remat=False, attention='xla', temperature=0.05,
+                                             dedup=True, gradcache_chunks=0, gradcache_policy='nothing_saveable')
   # The reference: the encoder run twice with no dropout gives identical views -> NT-Xent of (z, z).
   z = mean_pool(encode(params["encoder"], ids, mask, config=CFG), mask)
   np.testing.assert_allclose(float(simcse.nt_xent(z, z, 0.05)), _np_nt_xent(np.asarray(z), np.asarray(z), 0.05),
@@ -114,7 +115,7 @@ def _is_window(toks: np.ndarray, row: np.ndarray) -> bool:
 
 def test_simcse_window_positives_are_independent_crops_of_the_same_document(prepared):
   from jaxemb.objectives.simcse import SimCSEBatches
-  it = SimCSEBatches(prepared, batch_size=8, max_length=512, seed=0, positive="windows", crop=0.5)
+  it = SimCSEBatches(prepared, batch_size=8, max_length=512, seed=0, positive="windows", crop=0.5, window='random')
   b = it.batch(0)
   assert b["positive_ids"].shape == b["input_ids"].shape
   for r, d in enumerate(it.plan(0)):
@@ -126,12 +127,12 @@ def test_simcse_window_positives_are_independent_crops_of_the_same_document(prep
   # Independent crops: the two views of a document differ (for some rows at least).
   assert any(not np.array_equal(b["input_ids"][r], b["positive_ids"][r]) for r in range(8))
   with pytest.raises(ValueError, match="simcse.crop"):
-    SimCSEBatches(prepared, batch_size=8, max_length=32, positive="windows", crop=0.0)
+    SimCSEBatches(prepared, batch_size=8, max_length=32, positive="windows", crop=0.0, seed=0, window='random')
 
 
 def test_simcse_batches_are_windows_of_every_document(prepared):
   from jaxemb.objectives.simcse import SimCSEBatches
-  it = SimCSEBatches(prepared, batch_size=8, max_length=32, seed=0)
+  it = SimCSEBatches(prepared, batch_size=8, max_length=32, seed=0, window='random', positive='dropout', crop=0.5)
   b = it.batch(0)
   assert b["input_ids"].shape == b["attention_mask"].shape and b["input_ids"].shape[0] == 8
   assert b["input_ids"].shape[1] <= 32 and (b["input_ids"][:, 0] == prepared.special.cls).all()
@@ -143,11 +144,13 @@ def test_simcse_batches_are_windows_of_every_document(prepared):
     assert _is_window(toks, b["input_ids"][r, 1:1 + n]), r  # a contiguous window of the document's tokens
   np.testing.assert_array_equal(b["dup"], np.arange(8))  # no duplicates in the synthetic notes
   # Deterministic per (seed, step): a resumed iterator gives the same batch.
-  it2 = SimCSEBatches(prepared, batch_size=8, max_length=32, seed=0)
+  it2 = SimCSEBatches(prepared, batch_size=8, max_length=32, seed=0, window='random', positive='dropout', crop=0.5)
   np.testing.assert_array_equal(it2.batch(0)["input_ids"], b["input_ids"])
   # Two hosts' rows are the single-host batch split in two, with the same duplicate ids.
-  h0 = SimCSEBatches(prepared, batch_size=8, max_length=32, seed=0, process_index=0, process_count=2).batch(0)
-  h1 = SimCSEBatches(prepared, batch_size=8, max_length=32, seed=0, process_index=1, process_count=2).batch(0)
+  h0 = SimCSEBatches(prepared, batch_size=8, max_length=32, seed=0, process_index=0, process_count=2, window='random',
+                     positive='dropout', crop=0.5).batch(0)
+  h1 = SimCSEBatches(prepared, batch_size=8, max_length=32, seed=0, process_index=1, process_count=2, window='random',
+                     positive='dropout', crop=0.5).batch(0)
   np.testing.assert_array_equal(np.concatenate([h0["input_ids"], h1["input_ids"]]), b["input_ids"])
 
 
@@ -188,7 +191,10 @@ def test_interpolation_endpoints_are_exact_and_the_middle_is_the_mean(params):
 
 # ------------------------------------------------------------------------------------------------ anchors
 def _levers(**kw) -> adapt.Levers:
-  return adapt.Levers(**kw)
+  """Levers with the given fields set and every other one off."""
+  off = dict(frozen_embeddings=False, frozen_layers=0, lora_scale=0.0, warmup_steps=0, l2sp=0.0, distill=0.0,
+             accumulate=1)
+  return adapt.Levers(**{**off, **kw})
 
 
 def test_l2sp_is_half_lambda_squared_distance_with_gradient_toward_theta0(params):

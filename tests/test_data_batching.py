@@ -28,11 +28,16 @@ def prepared(tmp_path_factory):
 
 
 BUILDERS = {
-  "mlm_chunk": lambda p, **kw: MLMBatches(p, batch_size=8, max_length=64, packing="chunk", **kw),
-  "mlm_truncate": lambda p, **kw: MLMBatches(p, batch_size=8, max_length=128, packing="truncate", **kw),
-  "metadata_random": lambda p, **kw: MetadataBatches(p, batch_size=8, max_length=128, **kw),
-  "metadata_balanced": lambda p, **kw: MetadataBatches(p, batch_size=8, max_length=128, sampler="balanced", **kw),
-  "declutr": lambda p, **kw: DeclutrBatches(p, batch_size=4, anchors=2, positives=2, max_span=32, min_span=4, **kw),
+  "mlm_chunk": lambda p, **kw: MLMBatches(p, batch_size=8, max_length=64, packing="chunk", seed=0, mask_prob=0.15,
+                                          **kw),
+  "mlm_truncate": lambda p, **kw: MLMBatches(p, batch_size=8, max_length=128, packing="truncate", seed=0,
+                                             mask_prob=0.15, **kw),
+  "metadata_random": lambda p, **kw: MetadataBatches(p, batch_size=8, max_length=128, sampler="random", seed=0,
+                                                     mask_prob=0.15, **kw),
+  "metadata_balanced": lambda p, **kw: MetadataBatches(p, batch_size=8, max_length=128, sampler="balanced", seed=0,
+                                                       mask_prob=0.15, **kw),
+  "declutr": lambda p, **kw: DeclutrBatches(p, batch_size=4, anchors=2, positives=2, max_span=32, min_span=4, seed=0,
+                                            short_docs="skip", mask_prob=0.15, split_positives=False, **kw),
 }
 MLM_KEYS = {"input_ids", "attention_mask", "mlm_positions", "mlm_labels", "mlm_weights"}
 
@@ -80,7 +85,7 @@ def test_mlm_and_metadata_batch_format(prepared, name):
 
 
 def test_chunk_packing_reassembles_the_concatenated_stream(prepared):
-  it = MLMBatches(prepared, batch_size=8, max_length=64, packing="chunk")
+  it = MLMBatches(prepared, batch_size=8, max_length=64, packing="chunk", seed=0, mask_prob=0.15)
   sp = prepared.special
   blocks = it._blocks(np.arange(it.n_units))
   stream = np.concatenate([np.concatenate([[sp.cls], prepared.tokens(d), [sp.sep]]) for d in it.doc_indices])
@@ -140,7 +145,8 @@ def test_declutr_split_positives_are_the_same_rows_with_less_padding(prepared, h
   """split_positives=True carries exactly the rows of the plain batch (checked after undoing the split with
   positive_index, one and two hosts), the short half no longer than the long half, and fewer padded tokens."""
   make = lambda **kw: DeclutrBatches(prepared, batch_size=4, anchors=2, positives=2, max_span=62, min_span=4,  # noqa
-                                     short_docs="shrink", **kw)
+                                     short_docs="shrink", seed=0, mask_prob=0.15,
+                                     **{"split_positives": False, **kw})
   plain = make()
   split = [make(split_positives=True, process_index=h, process_count=hosts) for h in range(hosts)]
   padded_plain = padded_split = 0
@@ -165,8 +171,10 @@ def test_declutr_split_positives_are_the_same_rows_with_less_padding(prepared, h
 
 def test_declutr_short_documents_skip_or_shrink_and_are_counted(prepared):
   n = prepared.lengths[prepared.indices(exclude_splits=("test",))]
-  skip = DeclutrBatches(prepared, batch_size=4, anchors=2, max_span=64, min_span=8)
-  shrink = DeclutrBatches(prepared, batch_size=4, anchors=2, max_span=64, min_span=8, short_docs="shrink")
+  skip = DeclutrBatches(prepared, batch_size=4, anchors=2, max_span=64, min_span=8, seed=0, positives=2,
+                        short_docs='skip', mask_prob=0.15, split_positives=False)
+  shrink = DeclutrBatches(prepared, batch_size=4, anchors=2, max_span=64, min_span=8, short_docs="shrink", seed=0,
+                          positives=2, mask_prob=0.15, split_positives=False)
   assert skip.n_short_skipped == int((n < 256).sum()) > 0
   assert shrink.n_short_skipped == int((n // 4 < 8).sum())
   assert shrink.n_shrunk == int(((n < 256) & (n // 4 >= 8)).sum()) > 0
@@ -202,8 +210,10 @@ def test_two_hosts_slices_union_to_the_one_host_batch(prepared, name):
 
 
 def test_seeds_and_epochs(prepared):
-  a, b = MLMBatches(prepared, batch_size=8, seed=0), MLMBatches(prepared, batch_size=8, seed=0)
-  c = MLMBatches(prepared, batch_size=8, seed=1)
+  a, b = MLMBatches(prepared, batch_size=8, seed=0, max_length=512, packing='chunk',
+                    mask_prob=0.15), MLMBatches(prepared, batch_size=8, seed=0, max_length=512, packing='chunk',
+                                                mask_prob=0.15)
+  c = MLMBatches(prepared, batch_size=8, seed=1, max_length=512, packing='chunk', mask_prob=0.15)
   _assert_batches_equal(a.batch(3), b.batch(3))
   assert not np.array_equal(a.batch(3)["input_ids"], c.batch(3)["input_ids"])
   # One epoch visits each selected document at most once; the next epoch is a different order.
@@ -222,13 +232,15 @@ def test_pretraining_excludes_the_test_split(prepared):
       seen = np.concatenate([it.plan(s) for s in range(it.steps_per_epoch)])
       assert not test_docs & set(seen.tolist()), name
     assert not test_docs & set(it.doc_indices.tolist()), name
-  everything = MLMBatches(prepared, batch_size=8, exclude_splits=())
+  everything = MLMBatches(prepared, batch_size=8, exclude_splits=(), max_length=512, seed=0, packing='chunk',
+                          mask_prob=0.15)
   assert test_docs <= set(everything.doc_indices.tolist())
 
 
 def test_length_windows_reduce_padding(prepared):
   def pad_fraction(window):
-    it = MLMBatches(prepared, batch_size=8, max_length=512, packing="truncate", window_batches=window)
+    it = MLMBatches(prepared, batch_size=8, max_length=512, packing="truncate", window_batches=window, seed=0,
+                    mask_prob=0.15)
     att = [it.batch(s)["attention_mask"] for s in range(it.steps_per_epoch)]
     return 1 - sum(a.sum() for a in att) / sum(a.size for a in att)
   # Measured on these 160 quick-start notes (~100-300 tokens each): 0.283 without windows, 0.233 with.
@@ -237,11 +249,11 @@ def test_length_windows_reduce_padding(prepared):
 
 def test_invalid_settings_raise(prepared):
   with pytest.raises(ValueError, match="multiple of process_count"):
-    MLMBatches(prepared, batch_size=6, process_count=4)
+    MLMBatches(prepared, batch_size=6, process_count=4, max_length=512, seed=0, packing='chunk', mask_prob=0.15)
   with pytest.raises(ValueError, match="packing"):
-    MLMBatches(prepared, batch_size=8, packing="pack")
+    MLMBatches(prepared, batch_size=8, packing="pack", max_length=512, seed=0, mask_prob=0.15)
   with pytest.raises(ValueError, match="available"):
-    MLMBatches(prepared, batch_size=10_000, packing="truncate")
+    MLMBatches(prepared, batch_size=10_000, packing="truncate", max_length=512, seed=0, mask_prob=0.15)
 
 
 def test_inference_batch_sizes_split_the_tail_into_halvings():
@@ -280,12 +292,12 @@ def test_metadata_random_sampler_is_a_plain_shuffle(prepared):
   are not length-matched); "length_bucketed" keeps the old length-sorted windows of 50 batches."""
   from jaxemb.data.batching import epoch_batches
   for sampler, window in (("random", 1), ("length_bucketed", 50)):
-    it = MetadataBatches(prepared, batch_size=8, max_length=128, sampler=sampler)
+    it = MetadataBatches(prepared, batch_size=8, max_length=128, sampler=sampler, seed=0, mask_prob=0.15)
     expected = epoch_batches(it.doc_indices, prepared.lengths, batch_size=8, seed=0, epoch=0, window_batches=window)
     np.testing.assert_array_equal(np.stack([it.plan(s) for s in range(it.steps_per_epoch)]), expected)
   # Within a length-bucketed window rows are sorted by length, so batches are far more uniform in length.
   def mean_spread(sampler):
-    it = MetadataBatches(prepared, batch_size=8, max_length=128, sampler=sampler)
+    it = MetadataBatches(prepared, batch_size=8, max_length=128, sampler=sampler, seed=0, mask_prob=0.15)
     return np.mean([np.ptp(prepared.lengths[it.plan(s)]) for s in range(it.steps_per_epoch)])
   assert mean_spread("length_bucketed") < 0.5 * mean_spread("random")
 
@@ -294,7 +306,7 @@ def test_metadata_batches_mark_duplicate_documents(prepared):
   """`dup` (SupCon's groups) = the index of the first row in the batch with the same token ids as the model sees
   them (cut to the batch's width): distinct rows get their own index; a repeated row its first one's."""
   from jaxemb.data.batching import duplicate_ids
-  it = MetadataBatches(prepared, batch_size=8, max_length=128)
+  it = MetadataBatches(prepared, batch_size=8, max_length=128, seed=0, sampler='random', mask_prob=0.15)
   b = it.batch(0)
   docs = it.plan(0)
   width = b["input_ids"].shape[1] - 2

@@ -75,7 +75,8 @@ def test_training_uses_the_configured_fractions(corpus, tokenizer, tmp_path):
 def test_workdir_records_the_split_and_eval_checks_it(corpus, tokenizer, tmp_path):
   cfg = _data_cfg(corpus, split_field="")
   pc = _prepared(corpus, tokenizer, tmp_path, cfg)
-  batches = DeclutrBatches(pc, batch_size=4, max_span=32, anchors=1, positives=1, short_docs="shrink")
+  batches = DeclutrBatches(pc, batch_size=4, max_span=32, anchors=1, positives=1, short_docs="shrink", seed=0,
+                           min_span=8, mask_prob=0.15, split_positives=False)
   rec = spec_lib.write_data_spec(tmp_path, pc, cfg, batches)
   on_disk = json.loads((tmp_path / spec_lib.SPEC_FILE).read_text())
   assert on_disk == rec == spec_lib.read_data_spec(tmp_path)
@@ -118,13 +119,14 @@ def test_required_fields_do_not_change_the_split(corpus, tokenizer, tmp_path):
 
 def test_metadata_drop_counts(corpus, tokenizer, tmp_path):
   pc = prepare(corpus, Fields(metadata="note_type", split="split", id="id"), tokenizer, cache_dir=tmp_path / "c")
-  it = MetadataBatches(pc, batch_size=4, sampler="balanced", per_category=40)
+  it = MetadataBatches(pc, batch_size=4, sampler="balanced", per_category=40, max_length=512, seed=0, mask_prob=0.15)
   small = {c: int((pc.category_index[it.doc_indices] == i).sum()) for i, c in enumerate(pc.categories)}
   expected = {c for c, n in small.items() if 0 < n < 40}
   assert set(it.too_small_categories) == expected
   assert it.drop_counts() == {"metadata/without_category": 0, "metadata/too_small_categories": len(expected),
                               "metadata/in_too_small_categories": sum(small[c] for c in expected)}
-  assert MetadataBatches(pc, batch_size=4).drop_counts() == {"metadata/without_category": 0}
+  assert MetadataBatches(pc, batch_size=4, max_length=512, seed=0, sampler='random',
+                         mask_prob=0.15).drop_counts() == {"metadata/without_category": 0}
 
 
 def test_corpus_path_is_the_one_quickstart_fallback(tmp_path, monkeypatch):

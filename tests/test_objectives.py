@@ -73,7 +73,7 @@ def test_mlm_gathers_before_projection_without_changing_the_loss(params):
   ids, mask, pos, labels, weights = _mlm_batch(np.random.default_rng(0), 3, 12, 4)
   loss, metrics = mlm.loss_fn(params, dict(input_ids=ids, attention_mask=mask, mlm_positions=pos,
                                            mlm_labels=labels, mlm_weights=weights), None, config=CFG,
-                              dtype=jnp.float32)
+                              dtype=jnp.float32, remat=False, attention='xla')
   ref, _ = _np_mlm(params, ids, mask, pos, labels, weights)
   np.testing.assert_allclose(float(loss), ref, rtol=1e-5)
   assert float(metrics["n_predictions"]) == 11.0
@@ -92,7 +92,8 @@ def test_declutr_loss_is_ntxent_of_averaged_positives_plus_mlm(params):
   # nothing and the dropout-free NumPy reference is comparable.
   cfg = CFG.replace(hidden_dropout=0.0, attention_dropout=0.0)
   loss, m = declutr.loss_fn(params, batch, jax.random.PRNGKey(0), config=cfg, dtype=jnp.float32,
-                            temperature=0.05, use_mlm=True, positives=p_per)
+                            temperature=0.05, use_mlm=True, positives=p_per, remat=False, attention='xla',
+                            mlm_weight=1.0, gradcache_chunks=0, gradcache_policy='nothing_saveable')
   mlm_ref, h = _np_mlm(params, ids, mask, pos, labels, weights)
   anchors = _np_pool(h, mask)
   hp = np.asarray(encode(params["encoder"], pids, pmask, config=CFG))
@@ -101,7 +102,8 @@ def test_declutr_loss_is_ntxent_of_averaged_positives_plus_mlm(params):
   np.testing.assert_allclose(float(m["contrastive_loss"]), ntx, rtol=1e-4)
   np.testing.assert_allclose(float(loss), ntx + mlm_ref, rtol=1e-4)
   only, m2 = declutr.loss_fn(params, batch, jax.random.PRNGKey(0), config=cfg, dtype=jnp.float32,
-                             use_mlm=False, positives=p_per)
+                             use_mlm=False, positives=p_per, remat=False, attention='xla', temperature=0.05,
+                             mlm_weight=1.0, gradcache_chunks=0, gradcache_policy='nothing_saveable')
   np.testing.assert_allclose(float(only), ntx, rtol=1e-4)
   assert "mlm_loss" not in m2
 
@@ -115,7 +117,8 @@ def test_declutr_loss_is_ntxent_of_averaged_positives_plus_mlm(params):
   split = dict(batch, positive_ids=pids[short, :5], positive_mask=pmask[short, :5], positive_long_ids=pids[long_],
                positive_long_mask=pmask[long_], positive_index=index)
   loss_s, m_s = declutr.loss_fn(params, split, jax.random.PRNGKey(0), config=cfg, dtype=jnp.float32,
-                                temperature=0.05, use_mlm=True, positives=p_per)
+                                temperature=0.05, use_mlm=True, positives=p_per, remat=False, attention='xla',
+                                mlm_weight=1.0, gradcache_chunks=0, gradcache_policy='nothing_saveable')
   np.testing.assert_allclose(float(m_s["contrastive_loss"]), ntx, rtol=1e-4)
   np.testing.assert_allclose(float(loss_s), ntx + mlm_ref, rtol=1e-4)
 
@@ -130,7 +133,9 @@ def test_metadata_loss_weights_the_note_loss(params):
   s = z @ z.T / 0.1
   # SupCon by hand: each row has exactly one positive (the other row of its category).
   sup = np.mean([np.log(np.exp(np.delete(s[i], i)).sum()) - s[i, [2, 3, 0, 1][i]] for i in range(4)])
-  loss, m = metadata.loss_fn(params, batch, None, config=CFG, dtype=jnp.float32, note_loss="supcon", weight=0.1)
+  loss, m = metadata.loss_fn(params, batch, None, config=CFG, dtype=jnp.float32, note_loss="supcon", weight=0.1,
+                             remat=False, attention='xla', temperature=0.1, use_mlm=True, use_note=True, dedup=True,
+                             gradcache_chunks=0, gradcache_policy='nothing_saveable')
   np.testing.assert_allclose(float(m["note_loss"]), sup, rtol=1e-4)
   np.testing.assert_allclose(float(loss), mlm_ref + 0.1 * sup, rtol=1e-5)
   head = metadata.init_note_head(CFG.hidden_size, 2, seed=0)
@@ -138,20 +143,24 @@ def test_metadata_loss_weights_the_note_loss(params):
   logits = _np_pool(h, mask) @ head["weight"].T + head["bias"]
   ce = np.mean([_np_ce(logits[i], cats[i]) for i in range(4)])
   only, m3 = metadata.loss_fn(p2, batch, None, config=CFG, dtype=jnp.float32, note_loss="classify",
-                              use_mlm=False)
+                              use_mlm=False, remat=False, attention='xla', weight=0.1, temperature=0.1, use_note=True,
+                              dedup=True, gradcache_chunks=0, gradcache_policy='nothing_saveable')
   np.testing.assert_allclose(float(only), ce, rtol=1e-5)
   with pytest.raises(ValueError, match="nothing to train"):
-    metadata.loss_fn(params, batch, None, config=CFG, dtype=jnp.float32, use_mlm=False, use_note=False)
+    metadata.loss_fn(params, batch, None, config=CFG, dtype=jnp.float32, use_mlm=False, use_note=False, remat=False,
+                     attention='xla', note_loss='supcon', weight=0.1, temperature=0.1, dedup=True, gradcache_chunks=0,
+                     gradcache_policy='nothing_saveable')
 
 
 def test_bfloat16_compute_keeps_float32_params_and_close_loss(params):
   ids, mask, pos, labels, weights = _mlm_batch(np.random.default_rng(3), 2, 8, 2)
   batch = dict(input_ids=ids, attention_mask=mask, mlm_positions=pos, mlm_labels=labels, mlm_weights=weights)
-  f32, _ = mlm.loss_fn(params, batch, None, config=CFG, dtype=jnp.float32)
-  bf16, _ = mlm.loss_fn(params, batch, None, config=CFG, dtype=jnp.bfloat16)
+  f32, _ = mlm.loss_fn(params, batch, None, config=CFG, dtype=jnp.float32, remat=False, attention='xla')
+  bf16, _ = mlm.loss_fn(params, batch, None, config=CFG, dtype=jnp.bfloat16, remat=False, attention='xla')
   assert bf16.dtype == jnp.float32
   assert abs(float(f32) - float(bf16)) < 0.05 * float(f32)
-  grads = jax.grad(lambda p: mlm.loss_fn(p, batch, None, config=CFG, dtype=jnp.bfloat16)[0])(params)
+  grads = jax.grad(lambda p: mlm.loss_fn(p, batch, None, config=CFG, dtype=jnp.bfloat16, remat=False,
+                                         attention='xla')[0])(params)
   assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads))
 
 
@@ -173,7 +182,7 @@ def test_remat_recomputes_the_same_loss_and_gradients_with_less_memory(params):
 
   def grad_fn(remat):
     return jax.jit(jax.value_and_grad(
-        lambda q: mlm.loss_fn(q, batch, key, config=cfg, dtype=jnp.float32, remat=remat)[0]))
+        lambda q: mlm.loss_fn(q, batch, key, config=cfg, dtype=jnp.float32, remat=remat, attention='xla')[0]))
 
   (loss0, g0), (loss1, g1) = grad_fn(False)(p), grad_fn(True)(p)
   assert abs(float(loss0) - float(loss1)) < 1e-6

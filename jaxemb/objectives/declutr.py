@@ -42,9 +42,9 @@ def defaults() -> ml_collections.ConfigDict:
   return c
 
 
-def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str = False, attention: str = "xla",
-            temperature: float = 0.05, use_mlm: bool = True, positives: int = 2, mlm_weight: float = 1.0,
-            return_pooled: bool = False, gradcache_chunks: int = 0, gradcache_policy: str = "nothing_saveable"):
+def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str, attention: str,
+            temperature: float, use_mlm: bool, positives: int, mlm_weight: float,
+            return_pooled: bool = False, gradcache_chunks: int, gradcache_policy: str):
   """Returns (contrastive + mlm_weight * MLM, metrics), and with return_pooled the anchors' (embeddings_NxD,
   ids, mask) as a third element. With use_mlm=False: the contrastive-only ablation. gradcache_chunks > 1:
   each encoder pass runs in that many chunks keeping only their inputs (GradCache, objectives/cached.py); the
@@ -114,10 +114,10 @@ class DeclutrBatches(Batches):
   "shrink" samples them with max_span = n // (2A) (`n_shrunk`), skipping only those below min_span.
   """
 
-  def __init__(self, prepared, *, batch_size: int, seed: int = 0, anchors: int = 2, positives: int = 2,
-               max_span: int = 256, min_span: int = 8, short_docs: str = "skip", mask_prob: float = 0.15,
+  def __init__(self, prepared, *, batch_size: int, seed: int, anchors: int, positives: int,
+               max_span: int, min_span: int, short_docs: str, mask_prob: float,
                splits: Sequence[str] | None = None, exclude_splits: Sequence[str] = DEFAULT_EXCLUDE_SPLITS,
-               process_index: int = 0, process_count: int = 1, split_positives: bool = False):
+               process_index: int = 0, process_count: int = 1, split_positives: bool):
     super().__init__(prepared, batch_size=batch_size, seed=seed, mask_prob=mask_prob, splits=splits,
                      exclude_splits=exclude_splits, process_index=process_index, process_count=process_count)
     self.split_positives = bool(split_positives) and (self.host_batch_size * anchors * positives) % 2 == 0

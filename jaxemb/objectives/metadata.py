@@ -48,10 +48,10 @@ def init_note_head(hidden_size: int, num_categories: int, seed: int, std: float 
           "bias": np.zeros((num_categories,), np.float32)}
 
 
-def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str = False, attention: str = "xla",
-            note_loss: str = "supcon", weight: float = 0.1, temperature: float = 0.1, use_mlm: bool = True,
-            use_note: bool = True, dedup: bool = True, return_pooled: bool = False, gradcache_chunks: int = 0,
-            gradcache_policy: str = "nothing_saveable"):
+def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str, attention: str,
+            note_loss: str, weight: float, temperature: float, use_mlm: bool,
+            use_note: bool, dedup: bool, return_pooled: bool = False, gradcache_chunks: int,
+            gradcache_policy: str):
   """Returns (mlm + weight * note_loss, metrics); note-only runs use the note loss unweighted. With
   return_pooled, the rows' (embeddings_BxD, ids, mask) as a third element. gradcache_chunks > 1: the encoder
   runs in that many chunks keeping only their inputs (GradCache, objectives/cached.py) and hands back the
@@ -115,8 +115,8 @@ class MetadataBatches(Batches):
   (`too_small_categories`): the balanced sampler never draws them.
   """
 
-  def __init__(self, prepared, *, batch_size: int, max_length: int = 512, seed: int = 0, sampler: str = "random",
-               mask_prob: float = 0.15, window_batches: int = 50, per_category: int = 2,
+  def __init__(self, prepared, *, batch_size: int, max_length: int, seed: int, sampler: str,
+               mask_prob: float, window_batches: int = 50, per_category: int = 2,
                splits: Sequence[str] | None = None, exclude_splits: Sequence[str] = DEFAULT_EXCLUDE_SPLITS,
                process_index: int = 0, process_count: int = 1):
     super().__init__(prepared, batch_size=batch_size, seed=seed, mask_prob=mask_prob, splits=splits,

@@ -32,7 +32,7 @@ def mlm_loss_from_rows(params, rows_BxMxD, labels_BxM, weights_BxM, *, config, d
   return masked_lm_loss(logits_BxMxV, labels_BxM, weights_BxM)
 
 
-def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str = False, attention: str = "xla",
+def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str, attention: str,
             return_pooled: bool = False):
   """MLM objective on an MLM batch (docs/ARCHITECTURE.md). Returns (loss, metrics), and with return_pooled
   the (embeddings_BxD, ids, mask) of the masked rows as a third element."""
@@ -59,8 +59,8 @@ class MLMBatches(Batches):
   Rows are this host's slice of the global batch (B / process_count rows).
   """
 
-  def __init__(self, prepared, *, batch_size: int, max_length: int = 512, seed: int = 0, packing: str = "chunk",
-               mask_prob: float = 0.15, window_batches: int = 50, splits: Sequence[str] | None = None,
+  def __init__(self, prepared, *, batch_size: int, max_length: int, seed: int, packing: str,
+               mask_prob: float, window_batches: int = 50, splits: Sequence[str] | None = None,
                exclude_splits: Sequence[str] = DEFAULT_EXCLUDE_SPLITS, process_index: int = 0,
                process_count: int = 1):
     super().__init__(prepared, batch_size=batch_size, seed=seed, mask_prob=mask_prob, splits=splits,

@@ -68,9 +68,9 @@ class PairsBatches(Batches):
   id space: pair_dup and hard_dup index the 2B rows [documents; hard negatives]). L = the bucket of the
   longest global document row (hard negatives included), capped at max_length; Lq likewise."""
 
-  def __init__(self, prepared, *, batch_size: int, query_field: str, tokenizer, max_length: int = 256,
-               query_max_length: int = 64, hard_negatives: bool = False, hard_negative_depth: int = 20,
-               seed: int = 0, exclude_splits: Sequence[str] = ("test",), process_index: int = 0,
+  def __init__(self, prepared, *, batch_size: int, query_field: str, tokenizer, max_length: int,
+               query_max_length: int, hard_negatives: bool, hard_negative_depth: int,
+               seed: int, exclude_splits: Sequence[str] = ("test",), process_index: int = 0,
                process_count: int = 1):
     super().__init__(prepared, batch_size=batch_size, seed=seed, mask_prob=0.0, splits=("train",),
                      exclude_splits=exclude_splits, process_index=process_index, process_count=process_count)
@@ -142,8 +142,8 @@ def mine_hard_negatives(queries: list[str], documents: list[str], depth: int) ->
   return out
 
 
-def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool = False, temperature: float = 0.05,
-            symmetric: bool = True, return_pooled: bool = False):
+def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool, temperature: float,
+            symmetric: bool, return_pooled: bool = False):
   """query_document_nce over the batch's pairs. Returns (loss, metrics[, (document embeddings, ids, mask)])."""
   q_rng, d_rng = jax.random.split(rng)
   qmask = batch["query_mask"]

@@ -57,8 +57,9 @@ class SimCSEBatches(Batches):
   the first row in the batch whose DOCUMENT has the same text after whitespace and case normalisation). L = the bucket of the longest
   global row, capped at max_length. Every document with >= 1 token is used (no length requirement)."""
 
-  def __init__(self, prepared, *, batch_size: int, max_length: int = 128, seed: int = 0, window: str = "random",
-               positive: str = "dropout", crop: float = 0.5, splits: Sequence[str] | None = None, exclude_splits: Sequence[str] = DEFAULT_EXCLUDE_SPLITS,
+  def __init__(self, prepared, *, batch_size: int, max_length: int, seed: int, window: str,
+               positive: str, crop: float, splits: Sequence[str] | None = None,
+               exclude_splits: Sequence[str] = DEFAULT_EXCLUDE_SPLITS,
                process_index: int = 0, process_count: int = 1):
     super().__init__(prepared, batch_size=batch_size, seed=seed, mask_prob=0.0, splits=splits,
                      exclude_splits=exclude_splits, process_index=process_index, process_count=process_count)
@@ -128,9 +129,9 @@ class SimCSEBatches(Batches):
     return out
 
 
-def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str = False, attention: str = "xla",
-            temperature: float = 0.05, dedup: bool = True, return_pooled: bool = False, gradcache_chunks: int = 0,
-            gradcache_policy: str = "nothing_saveable"):
+def loss_fn(params, batch, rng: jax.Array, *, config, dtype, remat: bool | str, attention: str,
+            temperature: float, dedup: bool, return_pooled: bool = False, gradcache_chunks: int,
+            gradcache_policy: str):
   """NT-Xent between two dropout views of each row. Returns (loss, metrics[, (view-1 embeddings, ids, mask)]).
   gradcache_chunks > 1: the 2B rows are embedded in that many chunks keeping only their inputs (GradCache,
   objectives/cached.py); the loss and gradients are the full batch's."""

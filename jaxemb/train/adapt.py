@@ -51,13 +51,14 @@ def defaults(c: ml_collections.ConfigDict) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Levers:
-  frozen_embeddings: bool = False
-  frozen_layers: int = 0
-  lora_scale: float = 0.0          # 0 = no LoRA
-  warmup_steps: int = 0            # optimiser updates, as every step count of the config
-  l2sp: float = 0.0
-  distill: float = 0.0
-  accumulate: int = 1              # micro-batches per optimiser update: the loop's step counts micro-batches
+  """The adaptation levers of a run, read from its config (`from_config`: the config holds every default)."""
+  frozen_embeddings: bool
+  frozen_layers: int
+  lora_scale: float                # lora.alpha / lora.rank; 0 = no LoRA
+  warmup_steps: int                # optimiser updates, as every step count of the config
+  l2sp: float
+  distill: float
+  accumulate: int                  # micro-batches per optimiser update: the loop's step counts micro-batches
 
   @classmethod
   def from_config(cls, cfg: ml_collections.ConfigDict, num_layers: int) -> "Levers":
@@ -80,7 +81,8 @@ class Levers:
 
   @property
   def active(self) -> bool:
-    return dataclasses.replace(self, accumulate=1) != Levers()
+    return bool(self.frozen_embeddings or self.frozen_layers or self.lora_scale or self.warmup_steps or self.l2sp
+                or self.distill)
 
   def _in_warmup(self, step: jax.Array) -> jax.Array:
     """Whether micro-step `step` belongs to one of the first `warmup_steps` optimiser updates."""
