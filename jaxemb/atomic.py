@@ -21,6 +21,6 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
   return path
 
 
-def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2, sort_keys: bool = False,
+def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2, sort_keys: bool = False,
                default: Callable[[Any], Any] | None = None) -> Path:
   return write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys, default=default) + "\n")

@@ -6,7 +6,7 @@
 
 The sweep (issue 13 item 7 and each lever alone) is judged on the VALIDATION split: every training run scores
 the base (a = 0), its trained weights (a = 1) and the interpolations on the validation documents with a
-cross-validated probe, paired with the base (export.json; select.py). `--stage validation` tabulates that,
+cross-validated probe, paired with the base (export.json; train/validation.py). `--stage validation` tabulates that,
 with the validation curve of runs that scored during training. The test split is read only by `--stage eval`,
 for the recipe the sweep chose.
 

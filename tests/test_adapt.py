@@ -1,4 +1,4 @@
-"""Adaptation levers (train/adapt.py, models/lora.py, train/select.py) and the SimCSE objective, each against a
+"""Adaptation levers (train/adapt.py, models/lora.py, train/validation.py) and the SimCSE objective, each against a
 closed form, a NumPy recomputation or the identity the lever promises (lambda = 0 is plain training, a = 0 is
 the base bit for bit, merged LoRA is the adapter forward, frozen weights never move)."""
 
@@ -18,7 +18,7 @@ from jaxemb.models import lora  # noqa: E402
 from jaxemb.models.config import EncoderConfig  # noqa: E402
 from jaxemb.models.encoder import encode, init_params, mean_pool, mlm_logits  # noqa: E402
 from jaxemb.objectives.losses import nt_xent  # noqa: E402
-from jaxemb.train import adapt, select  # noqa: E402
+from jaxemb.train import adapt, validation  # noqa: E402
 from jaxemb.train.config import base_config  # noqa: E402
 
 CFG = EncoderConfig(vocab_size=50, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
@@ -292,8 +292,8 @@ def test_unigram_bias_is_the_smoothed_log_frequency():
 def test_uniformity_alignment_and_probe_on_hand_made_points():
   x = np.array([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0], [0.0, -1.0], [-4.0, 0.0]])
   labels = np.array([0, 0, -1, 1, 1])  # row 2 has no label
-  vs = select.ValidationSet(np.zeros((5, 4), np.int32), np.ones((5, 4), np.int32), labels, 5)
-  s = select.scores(x, x, vs, folds=2)
+  vs = validation.ValidationSet(np.zeros((5, 4), np.int32), np.ones((5, 4), np.int32), labels, 5)
+  s = validation.scores(x, x, vs, folds=2)
   # The reference: Wang & Isola's definitions by a double loop over the unit rows.
   u = x / np.linalg.norm(x, axis=1, keepdims=True)
   d2 = {(i, j): float(((u[i] - u[j]) ** 2).sum()) for i in range(5) for j in range(i + 1, 5)}
@@ -318,16 +318,16 @@ def test_validation_scores_pair_a_model_with_the_base():
   labels = np.array([0, 1] * 20)
   z0 = rng.normal(0, 1, (40, 4))                        # noise: the base cannot tell the classes apart
   z = z0 + 10.0 * np.eye(4)[labels]                     # the "adapted" model separates them
-  vs = select.ValidationSet(np.zeros((40, 8), np.int32), np.ones((40, 8), np.int32), labels, 40)
+  vs = validation.ValidationSet(np.zeros((40, 8), np.int32), np.ones((40, 8), np.int32), labels, 40)
   base_preds = cv_probe_predictions(z0, labels, folds=5, repeats=2)[2]
-  same = select.scores(z0, z0, vs, folds=5, repeats=2, base_preds=base_preds)
+  same = validation.scores(z0, z0, vs, folds=5, repeats=2, base_preds=base_preds)
   assert same["val_diff"] == 0.0 and same["val_ci_low"] == same["val_ci_high"] == 0.0
   assert same["val_verdict"] == "no different" and abs(same["val_base_distance"]) < 1e-6
-  better = select.scores(z, z0, vs, folds=5, repeats=2, base_preds=base_preds)
+  better = validation.scores(z, z0, vs, folds=5, repeats=2, base_preds=base_preds)
   assert better["val_probe_f1"] == 1.0 and better["val_verdict"] == "better"
   assert abs(better["val_diff"] - (1.0 - same["val_probe_f1"])) < 1e-12
   with pytest.raises(ValueError, match="interpolate.alphas"):
-    select.parse_alphas("0.5,2")
+    validation.parse_alphas("0.5,2")
 
 
 # ------------------------------------------------------------------------------------------------ end to end
@@ -437,12 +437,12 @@ def test_lora_run_loads_merged_from_its_workdir_and_its_export(tmp_path):
 
 def test_best_step_record_round_trips_and_ignores_steps_to_be_retrained(tmp_path):
   tree = {"layer": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, "emb": [np.ones(2, np.float32)]}
-  select.save_best(tmp_path, 20, 0.75, tree)
-  score, step, got = select.load_best(tmp_path, jax.tree.map(np.zeros_like, tree), resumed_at=30)
+  validation.save_best(tmp_path, 20, 0.75, tree)
+  score, step, got = validation.load_best(tmp_path, jax.tree.map(np.zeros_like, tree), resumed_at=30)
   assert (score, step) == (0.75, 20)
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(tree)):
     np.testing.assert_array_equal(a, b)
-  assert select.load_best(tmp_path, tree, resumed_at=10) is None  # recorded after the resume point: retrained
+  assert validation.load_best(tmp_path, tree, resumed_at=10) is None  # recorded after the resume point: retrained
 
 
 @pytest.mark.slow
@@ -456,7 +456,7 @@ def test_keep_best_survives_a_resume(tmp_path):
   from safetensors.numpy import load_file, save_file
   kw = dict(validation__max_docs=32, validation__every=2, validation__keep_best=True, interpolate__alphas="")
   _train_adapt_smoke(tmp_path / "w", steps=2, **kw)
-  record = tmp_path / "w" / select.BEST_WEIGHTS
+  record = tmp_path / "w" / validation.BEST_WEIGHTS
   step2 = load_file(str(record))
   save_file(step2, str(record), metadata={"step": "2", "val_probe_f1": "1.0"})
   _train_adapt_smoke(tmp_path / "w", steps=4, **kw)  # resumes at step 2
@@ -465,7 +465,7 @@ def test_keep_best_survives_a_resume(tmp_path):
   export = json.loads((tmp_path / "w" / "export.json").read_text())
   assert (export["best_step"], export["best_val_probe_f1"]) == (2, 1.0)
   exported = Encoder.from_pretrained(tmp_path / "w" / "model").params["encoder"]
-  flat = {select._path_key(k): np.asarray(v) for k, v in jax.tree_util.tree_flatten_with_path(exported)[0]}
+  flat = {validation._path_key(k): np.asarray(v) for k, v in jax.tree_util.tree_flatten_with_path(exported)[0]}
   assert flat.keys() == step2.keys()
   for k in step2:
     np.testing.assert_array_equal(flat[k], step2[k])
@@ -482,7 +482,7 @@ def test_validation_embeddings_do_not_depend_on_the_length_buckets(params):
   for i, n in enumerate(np.concatenate([lengths, np.full(12, lengths[-1])])):
     ids[i, :n] = rng.integers(5, CFG.vocab_size, n)
     mask[i, :n] = 1
-  vs = select.ValidationSet(ids, mask, np.zeros(20, np.int64), 20)
-  got = select.embed(params["encoder"], vs, CFG)
+  vs = validation.ValidationSet(ids, mask, np.zeros(20, np.int64), 20)
+  got = validation.embed(params["encoder"], vs, CFG)
   want = np.asarray(pooled_embeddings(params["encoder"], jnp.asarray(ids), jnp.asarray(mask), config=CFG))[:20]
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 from jaxemb import objectives  # noqa: E402
 from jaxemb.models.config import EncoderConfig  # noqa: E402
 from jaxemb.models.encoder import init_params  # noqa: E402
-from jaxemb.train import adapt, select  # noqa: E402
+from jaxemb.train import adapt, validation  # noqa: E402
 from jaxemb.train.config import base_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,14 +35,14 @@ def _adapt_config(arg: str = "smoke"):
 # ------------------------------------------------------------------------------------------ what trains
 def test_a_run_that_chooses_on_validation_does_not_train_on_it():
   cfg = _adapt_config("")
-  assert select.reads_validation(cfg)  # the recipe chooses the interpolation weight on validation
-  assert select.training_exclude_splits(cfg) == ("test", "validation")
+  assert validation.reads_validation(cfg)  # the recipe chooses the interpolation weight on validation
+  assert validation.training_exclude_splits(cfg) == ("test", "validation")
   cfg.validation.include_in_training = True  # the user's opt-in: trained on, and said so in the export
-  assert select.training_exclude_splits(cfg) == ("test",)
+  assert validation.training_exclude_splits(cfg) == ("test",)
   plain = base_config("mlm")  # the paper's MLM selects nothing: it trains on validation as before
-  assert not select.reads_validation(plain) and select.training_exclude_splits(plain) == ("test",)
+  assert not validation.reads_validation(plain) and validation.training_exclude_splits(plain) == ("test",)
   plain.validation.every = 10
-  assert select.training_exclude_splits(plain) == ("test", "validation")
+  assert validation.training_exclude_splits(plain) == ("test", "validation")
 
 
 # ------------------------------------------------------------------------------------------ the CV probe

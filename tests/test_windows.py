@@ -190,10 +190,10 @@ def test_embed_cli_windows(tiny, tiny_model_dir, tmp_path):
 
 
 def test_training_validator_embeds_documents_through_the_same_windows(tiny):
-  """select.ValidationSet / select.embed (training-time validation) against Encoder.embed on the same texts:
+  """validation.ValidationSet / validation.embed (training-time validation) against Encoder.embed on the same texts:
   the validator reads the prepared corpus's token ids, eval.py the texts; the vectors must agree."""
   from jaxemb.data.masking import SpecialTokens
-  from jaxemb.train import select
+  from jaxemb.train import validation
 
   texts = [LONG, *SHORT, LONG[:400]]
   tok = tiny.tokenizer(texts, add_special_tokens=False)["input_ids"]
@@ -210,8 +210,8 @@ def test_training_validator_embeds_documents_through_the_same_windows(tiny):
       return [np.asarray(tok[i], np.int32) for i in idx]
 
   for w in (Windowing(64, 8, "mean"), Windowing(64, 0, "max", max_windows=2)):
-    vs = select.ValidationSet.from_prepared(Prepared(), max_docs=100, max_length=256, seed=0, windowing=w)
-    got = select.embed(tiny.params["encoder"], vs, tiny.config)
+    vs = validation.ValidationSet.from_prepared(Prepared(), max_docs=100, max_length=256, seed=0, windowing=w)
+    got = validation.embed(tiny.params["encoder"], vs, tiny.config)
     want = tiny.embed(texts, batch_size=4, window=w.window, stride=w.stride, pooling=w.pooling,
                       max_windows=w.max_windows)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

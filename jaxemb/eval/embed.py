@@ -17,7 +17,6 @@ Expected errors print one line `python -m jaxemb.eval.embed: error: ...` and exi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxemb import cli
+from jaxemb import atomic, cli
 from jaxemb.cli import UserError
 
 
@@ -100,8 +99,8 @@ def write_embeddings(model: str, data: str, text_field: str, out_prefix: str, *,
   with tempfile.NamedTemporaryFile(dir=prefix.parent, suffix=".npy", delete=False) as f:
     np.save(f, z_NxD.astype(np.float32), allow_pickle=False)
   os.replace(f.name, f"{prefix}.npy")
-  Path(f"{prefix}.ids.json").write_text(json.dumps([d.id for d in docs]))
-  Path(f"{prefix}.json").write_text(json.dumps(meta, indent=1))
+  atomic.write_json(f"{prefix}.ids.json", [d.id for d in docs], indent=None)
+  atomic.write_json(f"{prefix}.json", meta, indent=1)
   return meta
 
 

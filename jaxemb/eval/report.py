@@ -207,7 +207,7 @@ def write_outputs(out_dir: Path, doc: dict) -> dict[str, Path]:
   if not summary:
     md += ["", "Models:", ""] + [f"- `{model_slug(m)}` = `{m}`" for m in dict.fromkeys(r["model"] for r in runs)
                                   if m not in ("tfidf", "bm25")]
-    paths["md"].write_text("\n".join(md) + "\n")
+    atomic.write_text(paths["md"], "\n".join(md) + "\n")
     paths.pop("curves", None)
     return paths
   sizes = dataset.get("split_sizes", {})
@@ -254,7 +254,7 @@ def write_outputs(out_dir: Path, doc: dict) -> dict[str, Path]:
       md += ["", f"![{model_slug(model)} by {field}]({rel})"]
   md += ["", "Models:", ""] + [f"- `{model_slug(m)}` = `{m}`" for m in dict.fromkeys(r["model"] for r in runs)
                                 if m != "tfidf"]
-  paths["md"].write_text("\n".join(md) + "\n")
+  atomic.write_text(paths["md"], "\n".join(md) + "\n")
   if not has_curves:
     paths.pop("curves")
   return paths

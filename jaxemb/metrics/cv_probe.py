@@ -1,5 +1,5 @@
 """The cross-validated probe that scores a validation split: out-of-fold predictions of a logistic regression
-probe on the validation documents alone (the training-time validator, jaxemb/train/select.py, chooses the
+probe on the validation documents alone (the training-time validator, jaxemb/train/validation.py, chooses the
 interpolation weight and the kept step by it)."""
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Any
 
 import ml_collections
 
+from jaxemb import atomic
 from jaxemb.resolve import EXPORT_RECORD
 
 _VERDICT_START = "<!-- jaxemb:verdict -->"
@@ -84,9 +85,7 @@ def write_verdict(model_dir: Path, markdown: str) -> bool:
   text = path.read_text()
   head, rest = text.split(_VERDICT_START, 1)
   _, tail = rest.split(_VERDICT_END, 1)
-  tmp = path.with_suffix(".md.tmp")
-  tmp.write_text(f"{head}{_VERDICT_START}\n{markdown.strip()}\n{_VERDICT_END}{tail}")
-  tmp.replace(path)
+  atomic.write_text(path, f"{head}{_VERDICT_START}\n{markdown.strip()}\n{_VERDICT_END}{tail}")
   return True
 
 

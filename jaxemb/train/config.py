@@ -78,10 +78,10 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   cached.defaults(c)
 
   # Adaptation levers (freeze, LoRA, MLM head, anchors to the initial weights): all off by default.
-  from jaxemb.train import adapt, select
+  from jaxemb.train import adapt, validation
   adapt.defaults(c)
   # Validation scores during training and the weight-space interpolation chosen on the validation split.
-  select.defaults(c)
+  validation.defaults(c)
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 200

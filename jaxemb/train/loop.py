@@ -21,7 +21,7 @@ from jaxemb import atomic
 from jaxemb.cli import UserError, say
 from jaxemb.models.api import Encoder
 from jaxemb import objectives
-from jaxemb.train import adapt, select
+from jaxemb.train import adapt, validation
 from jaxemb.train.export import export, export_complete
 from jaxemb.train import checkpoint as ckpt
 from jaxemb.train.runtime import enable_compilation_cache
@@ -71,7 +71,7 @@ def open_corpus(cfg: ml_collections.ConfigDict, tokenizer):
       prepared = prep()
   else:
     prepared = prep()
-  common = dict(batch_size=cfg.batch_size, seed=cfg.seed, exclude_splits=select.training_exclude_splits(cfg),
+  common = dict(batch_size=cfg.batch_size, seed=cfg.seed, exclude_splits=validation.training_exclude_splits(cfg),
                 process_index=jax.process_index(), process_count=jax.process_count())
   return path, prepared, objective.batches(cfg, prepared, common)
 
@@ -223,7 +223,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
     say(f"model {encoder}; corpus {corpus_path}: {prepared}")
     # How the corpus was split and what pre-training drops: the evaluator checks its test split against it.
     from jaxemb.data.spec import write_data_spec
-    write_data_spec(workdir, prepared, cfg.data, batches, exclude=select.training_exclude_splits(cfg))
+    write_data_spec(workdir, prepared, cfg.data, batches, exclude=validation.training_exclude_splits(cfg))
     _write_config(cfg, workdir)  # after the data-spec check, so a refused resume leaves config.json as it was
     drops = drop_counts(prepared, batches)
     if any(drops.values()):
@@ -251,20 +251,20 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
 
   # -- validation scores (host 0) and the interpolation's anchor: the initial encoder on the host.
   initial_encoder = jax.tree.map(np.asarray, encoder.params["encoder"])
-  alphas = select.parse_alphas(cfg.interpolate.alphas)
+  alphas = validation.parse_alphas(cfg.interpolate.alphas)
   every = int(cfg.validation.every)
   validator = None
   if is_host0 and (every > 0 or alphas):
-    validator = select.Validator(cfg, prepared, encoder.config, initial_encoder)
+    validator = validation.Validator(cfg, prepared, encoder.config, initial_encoder)
     if not validator.available:
       say("no validation documents: validation scores and the interpolation choice are off")
       validator = None
   best = None  # (val_probe_f1, step, host copy of the encoder) when validation.keep_best
   if is_host0 and cfg.validation.keep_best:
     if start:  # the best step before the resume point is still the best candidate
-      best = select.load_best(workdir, initial_encoder, start)
+      best = validation.load_best(workdir, initial_encoder, start)
     else:
-      (workdir / select.BEST_WEIGHTS).unlink(missing_ok=True)  # a previous run's record
+      (workdir / validation.BEST_WEIGHTS).unlink(missing_ok=True)  # a previous run's record
 
   pad_lengths = _pad_lengths(cfg)
   if is_host0:  # the steps after `start` are trained (and logged) again: each step once in metrics.jsonl
@@ -304,7 +304,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
         row.update(validator.score(enc_now))
         if cfg.validation.keep_best and "val_probe_f1" in row and (best is None or row["val_probe_f1"] > best[0]):
           best = (row["val_probe_f1"], done, enc_now)
-          select.save_best(workdir, done, best[0], enc_now)
+          validation.save_best(workdir, done, best[0], enc_now)
       if row:
         log.write(done, row)
       if log_now and bar is not None:
@@ -329,7 +329,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   if is_host0 and cfg.checkpoint.export_final:
     export(cfg, workdir, encoder=encoder, trained=_host_tree(adapt.final_encoder(state.params, cfg)),
            mlm_head=_host_tree(state.params["mlm_head"]), initial_encoder=initial_encoder, best=best,
-           validator=validator, alphas=alphas, total=total, excluded_splits=select.training_exclude_splits(cfg),
+           validator=validator, alphas=alphas, total=total, excluded_splits=validation.training_exclude_splits(cfg),
            say=say)
   mngr.close()
   return {"workdir": str(workdir), "steps": total, "start": start, "final": last}
