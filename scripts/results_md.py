@@ -125,9 +125,12 @@ def write_results_md(out: Path, md_path: Path, corpora, budget, train_runs, eval
   discussion = md_path.parent / "results" / "DISCUSSION.md"
   if discussion.exists():
     parts += [discussion.read_text().strip(), ""]
-  recipes = md_path.parent / "results" / "RECIPES.md"  # the adaptation recipe's table (scripts/recipes.py)
-  if recipes.exists():
-    parts += [recipes.read_text().strip(), ""]
+  # Hand-written sections with their own runs: the adaptation recipe (scripts/recipes.py), whole-document
+  # embeddings (docs/results/whole_docs/run.sh) and retrieval (reproduce.py --stage retrieval).
+  for section in ("RECIPES.md", "WHOLE_DOCS.md", "RETRIEVAL.md"):
+    path = md_path.parent / "results" / section
+    if path.exists():
+      parts += [path.read_text().strip(), ""]
   for name, c in corpora.items():
     cdir = out / name
     rj = cdir / "eval" / "results.json"
