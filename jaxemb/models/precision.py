@@ -8,7 +8,7 @@ In a lower compute dtype (bfloat16) it is a custom VJP:
 - backward: the incoming float32 cotangent is cast to the compute dtype, and both gradient dots take
   compute-dtype operands with float32 output. JAX's own transpose of a bf16 x bf16 -> f32 dot would take the
   f32 cotangent as is and promote the other operand to f32: two thirds of a train step's dot FLOPs would run
-  f32 x f32 (issue 23 measured 67% on mlm:smoke). The residuals kept for the backward are the compute-dtype
+  f32 x f32 (67% on mlm:smoke, counted by train/hlo.py). The residuals kept for the backward are the compute-dtype
   copies of the operands, so activation memory halves too.
 Parameters, optimiser state, LayerNorm, softmax and the losses stay float32; only what enters a dot is cast.
 """

@@ -2,8 +2,8 @@
 
 Read from the HLO text of `jax.jit(f).lower(...)` before XLA's optimisations (the same program as XLA's
 `*before_optimizations*` dump), so it says what an accelerator would be asked to run without one: the share
-of dot FLOPs whose operands are in the compute dtype is the first number to check before a bf16 run
-(issue 23: 33% on mlm:smoke before the mixed-precision custom VJP, so two thirds ran at the f32 rate).
+of dot FLOPs whose operands are in the compute dtype is the first number to check before a bf16 run (without
+models/precision.py's custom VJP it is a third on mlm:smoke: the backward's dots would run at the f32 rate).
 """
 
 from __future__ import annotations
