@@ -183,3 +183,58 @@ def test_nonfinite_parameters_are_never_saved():
   with pytest.raises(NonFiniteLossError, match="non-finite parameters after step 7"):
     _check_params(params, 7)
   _check_params({"a": jnp.ones(3)}, 7)
+
+
+# ---------------------------------------------------------------------------------------------------- step units
+def test_step_counts_are_optimiser_updates_under_accumulation(tiny_model_dir, tmp_path):
+  """With optim.accumulate = 2, total_steps = 3 is 3 updates (6 micro-batches): checkpoints, metrics rows and the
+  export are numbered by update, and a rerun from the update-2 checkpoint reaches the same update-3 metrics as the
+  straight run (the data position and the accumulator are saved at an update boundary)."""
+  import shutil
+
+  from jaxemb.train.loop import train
+  w = tmp_path / "w"
+  cfg = _config(tiny_model_dir, 3, every=2)
+  cfg.optim.accumulate = 2
+  cfg.log_every = 1
+
+  def rows():
+    return {r["step"]: r for r in map(json.loads, (w / "metrics.jsonl").read_text().splitlines()) if "loss" in r}
+
+  summary = train(cfg, w)
+  assert summary["steps"] == 3 and _saved(w) == [2, 3] and _steps_logged(w) == [1, 2, 3]
+  assert json.loads((w / "model" / "jaxemb_export.json").read_text())["last_step"] == 3
+  straight = rows()
+  # lr is the schedule at the update's index (smoke: warm-up over 2 updates, then linear decay to 0 at update 3):
+  # lr(0) = 0, lr(1) = peak / 2, lr(2) = peak (warmup_linear_decay in jaxemb/train/optim.py).
+  assert [straight[s]["lr"] for s in (1, 2, 3)] == pytest.approx([0.0, cfg.optim.lr / 2, cfg.optim.lr])
+
+  shutil.rmtree(w / "checkpoints" / "3")  # as if the run had stopped after update 2
+  assert train(cfg, w)["start"] == 2 and _saved(w) == [2, 3] and _steps_logged(w) == [1, 2, 3]
+  for k in ("loss", "grad_norm", "lr"):
+    assert rows()[3][k] == pytest.approx(straight[3][k], rel=1e-6), k
+
+
+def test_checkpoints_numbered_by_micro_batch_are_refused_under_accumulation(tiny_model_dir, tmp_path):
+  """A checkpoint whose meta lacks step_unit counted micro-batches: resuming it with accumulate > 1 would start
+  at the wrong update, so the run stops with the way out."""
+  from jaxemb.train.loop import WorkdirMismatchError, train
+  w = tmp_path / "w"
+  c = _config(tiny_model_dir, 2, every=2)
+  c.optim.accumulate = 2
+  train(c, w)
+  meta_files = [p for p in (w / "checkpoints" / "2" / "meta").rglob("*") if p.is_file()]
+  for p in meta_files:
+    try:
+      meta = json.loads(p.read_text())
+    except (UnicodeDecodeError, ValueError):
+      continue
+    if isinstance(meta, dict) and "step_unit" in meta:
+      del meta["step_unit"]
+      p.write_text(json.dumps(meta))
+      break
+  else:
+    raise AssertionError(f"no meta JSON with step_unit among {meta_files}")
+  c.total_steps = 4
+  with pytest.raises(WorkdirMismatchError, match=r"number micro-batches, and this run accumulates 2 of them"):
+    train(c, w)

@@ -58,7 +58,7 @@ class Levers:
   warmup_steps: int                # optimiser updates, as every step count of the config
   l2sp: float
   distill: float
-  accumulate: int                  # micro-batches per optimiser update: the loop's step counts micro-batches
+  accumulate: int                  # micro-batches per optimiser update: the train state's step counts micro-batches
 
   @classmethod
   def from_config(cls, cfg: ml_collections.ConfigDict, num_layers: int) -> "Levers":

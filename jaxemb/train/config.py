@@ -16,6 +16,8 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.objective = objective
   c.seed = 0
+  # Every step count here (total_steps, log_every, checkpoint.every, validation.every, warm-ups) counts optimiser
+  # updates: with optim.accumulate = K, one step is K micro-batches.
   c.total_steps = 1000
   c.batch_size = 16           # GLOBAL batch (documents / blocks), sharded over the "data" mesh axis
   c.log_every = 10

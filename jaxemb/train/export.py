@@ -22,7 +22,7 @@ from jaxemb.resolve import EXPORT_RECORD
 
 
 def export_complete(workdir: Path, total: int) -> bool:
-  """Whether WORKDIR/model holds the finished export of the run's last step `total` (micro-steps)."""
+  """Whether WORKDIR/model holds the finished export of the run's last step `total` (optimiser updates)."""
   path = Path(workdir) / "model" / EXPORT_RECORD
   if not path.is_file():
     return False

@@ -201,7 +201,11 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   is_host0 = jax.process_index() == 0
   _check_workdir(cfg, workdir, is_host0)
   saved = ckpt.agreed_steps(workdir)  # the same on every host, or a UserError
-  total = int(cfg.total_steps) * int(cfg.optim.accumulate)
+  # Every step number a user sees or sets (total_steps, checkpoint.every, log_every, validation.every, the
+  # checkpoints' and metrics.jsonl's steps, the export's step) counts optimiser updates; the loop runs
+  # `accumulate` micro-batches per update and acts only on update boundaries.
+  accumulate = int(cfg.optim.accumulate)
+  total = int(cfg.total_steps)
   if saved and saved[-1] >= total:
     if saved[-1] > total or not cfg.checkpoint.export_final or export_complete(workdir, total):
       say(f"{workdir} is already at step {saved[-1]} (total_steps {cfg.total_steps}): nothing to train")
@@ -241,7 +245,8 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
                                  {"opt_state": state.opt_state, "step": state.step, "rng": state.rng},
                                  is_host0=is_host0)
   if restored is not None:
-    start, p, t, data_state, _ = restored
+    start, p, t, data_state, saved_meta = restored
+    _check_step_unit(saved_meta, accumulate, workdir)
     state = TrainState(step=t["step"], params=p, opt_state=t["opt_state"], rng=t["rng"])
     batches.set_state(data_state)
     if is_host0:
@@ -273,7 +278,8 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   if is_host0 and start == 0:  # row 0: what the run does not train on, by reason (kept by a resume)
     log.write(0, {f"drops/{k}": float(v) for k, v in drop_counts(prepared, batches).items()})
   bar = _progress(is_host0, start, total)
-  meta = {"objective": cfg.objective, "model_init": str(cfg.model.init), "corpus": str(corpus_path)}
+  meta = {"objective": cfg.objective, "model_init": str(cfg.model.init), "corpus": str(corpus_path),
+          "step_unit": "update", "accumulate": accumulate}
   # (step, metrics on device) of the steps since the last log or save: read (and checked) only there, so the
   # host never waits for a step in between and the devices run ahead as far as the prefetched batches go.
   pending = []
@@ -281,12 +287,14 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   last = {}
   feed = Prefetch(partial(_device_batch, batches, pad_lengths, sharded), int(cfg.data.prefetch))
   try:
-    for step in range(start, total):
+    for micro in range(start * accumulate, total * accumulate):
       batch, tokens, data_state = next(feed)
       state, metrics = step_fn(state, batch)
-      pending.append((step + 1, metrics))
+      done, within = divmod(micro + 1, accumulate)  # optimiser updates done; micro-batches into the next one
+      pending.append((done + (within > 0), metrics))
       tokens_since += tokens
-      done = step + 1
+      if within:
+        continue
       save_now = done % cfg.checkpoint.every == 0 or done == total
       log_now = save_now or done % cfg.log_every == 0
       validate_now = validator is not None and every > 0 and (done % every == 0 or done == total)
@@ -316,7 +324,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
                   data_state, {**meta, "step": done})
       if bar is not None:
         bar.update(1)
-        if step == start:
+        if done == start + 1:
           _restart_eta(bar)  # the first step's time is mostly compilation: keep it out of the ETA
   finally:
     feed.close()
@@ -403,6 +411,17 @@ def _restart_eta(bar) -> None:
   """Measures the rate (and so the ETA) from now on: called after the first step, whose time is compilation."""
   bar.initial = bar.n
   bar.start_t = bar.last_print_t = bar._time()
+
+
+def _check_step_unit(meta: dict | None, accumulate: int, workdir: Path) -> None:
+  """Checkpoints number optimiser updates ("step_unit": "update"); ones without the field numbered
+  micro-batches, which differ only under gradient accumulation. Resuming those would restart at the wrong
+  update, so they are refused with the way out."""
+  if accumulate > 1 and (meta or {}).get("step_unit") != "update":
+    raise WorkdirMismatchError(
+        f"the checkpoints in {workdir / 'checkpoints'} number micro-batches, and this run accumulates "
+        f"{accumulate} of them per optimiser update, and steps count updates: train into another --workdir, or "
+        "finish this one with the jaxemb version that wrote it")
 
 
 def _check_workdir(cfg, workdir: Path, is_host0: bool) -> None:
