@@ -35,9 +35,9 @@ from scripts.reproduce import CORPORA, SHARED_DATA  # noqa: E402
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "adapt": ("adapt.py", []),
     "adapt_no_interp": ("adapt.py", ["--config.interpolate.alphas="]),
-    "adapt_no_distill": ("adapt.py", ["--config.anchor.distill=0.0"]),
+    "adapt_no_distill": ("adapt.py", ["--config.toward_base.distill=0.0"]),
     "adapt_lora": ("adapt.py", ["--config.lora.rank=8", "--config.freeze.layers=0", "--config.optim.lr=3e-4"]),
-    "adapt_l2sp": ("adapt.py", ["--config.anchor.distill=0.0", "--config.anchor.l2sp=0.01"]),
+    "adapt_l2sp": ("adapt.py", ["--config.toward_base.distill=0.0", "--config.toward_base.l2sp=0.01"]),
     "simcse_raw": ("simcse.py", []),
     "declutr_only": ("declutr.py", ["--config.declutr.use_mlm=False"]),
     "declutr_interp": ("declutr.py", ["--config.declutr.use_mlm=False", "--config.interpolate.alphas=0.25,0.5,0.75,1.0"]),
@@ -49,7 +49,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "adapt_b32": ("adapt.py", ["--config.batch_size=32"]),
     # -- levers alone (on the recipe)
     "adapt_freeze0": ("adapt.py", ["--config.freeze.embeddings=False", "--config.freeze.layers=0"]),
-    "adapt_distill": ("adapt.py", ["--config.anchor.distill=1.0"]),
+    "adapt_distill": ("adapt.py", ["--config.toward_base.distill=1.0"]),
     "adapt_dropout": ("adapt.py", ["--config.simcse.positive=dropout"]),
     # the MLM lever: tied decoder (always), unigram output bias, 30 head-only warm-up steps; the recipe's
     # freezing and interpolation; lr 5e-5 as the recipe

@@ -356,7 +356,7 @@ def test_final_encoder_merges_lora_on_the_hosts_copy():
   host copies (nothing in the result lives on the mesh, so host 0 alone never starts a global program)."""
   from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
   from jaxemb.models import lora as lora_lib
-  from jaxemb.train import adapt
+  from jaxemb.train import levers as levers_lib
   cfg = _config("mlm")
   cfg.lora.rank, cfg.lora.alpha = 2, 4.0
   rng = np.random.default_rng(0)
@@ -366,7 +366,7 @@ def test_final_encoder_merges_lora_on_the_hosts_copy():
                                       "b": rng.standard_normal((8, 2)).astype(np.float32)}}
   replicated = NamedSharding(Mesh(np.array(jax.devices()[:1]), ("data",)), P())
   params = jax.device_put({"encoder": enc, "lora": lora}, replicated)
-  merged = adapt.final_encoder(params, cfg)
+  merged = levers_lib.final_encoder(params, cfg)
   expected = lora_lib.merge(params["encoder"], params["lora"], 2.0)
   for a, b in zip(jax.tree.leaves(merged), jax.tree.leaves(expected)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

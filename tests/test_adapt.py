@@ -1,4 +1,4 @@
-"""Adaptation levers (train/adapt.py, models/lora.py, train/validation.py) and the SimCSE objective, each against a
+"""Adaptation levers (train/levers.py, models/lora.py, train/validation.py) and the SimCSE objective, each against a
 closed form, a NumPy recomputation or the identity the lever promises (lambda = 0 is plain training, a = 0 is
 the base bit for bit, merged LoRA is the adapter forward, frozen weights never move)."""
 
@@ -18,7 +18,7 @@ from jaxemb.models import lora  # noqa: E402
 from jaxemb.models.config import EncoderConfig  # noqa: E402
 from jaxemb.models.encoder import encode, init_params, mean_pool, mlm_logits  # noqa: E402
 from jaxemb.objectives.losses import nt_xent  # noqa: E402
-from jaxemb.train import adapt, validation  # noqa: E402
+from jaxemb.train import levers as levers_lib, validation  # noqa: E402
 from jaxemb.train.config import base_config  # noqa: E402
 
 CFG = EncoderConfig(vocab_size=50, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
@@ -189,22 +189,22 @@ def test_interpolation_endpoints_are_exact_and_the_middle_is_the_mean(params):
     np.testing.assert_allclose(got, b + 0.25, rtol=1e-6, atol=1e-6)
 
 
-# ------------------------------------------------------------------------------------------------ anchors
-def _levers(**kw) -> adapt.Levers:
+# ------------------------------------------------------------------------------- toward the initial encoder
+def _levers(**kw) -> levers_lib.Levers:
   """Levers with the given fields set and every other one off."""
   off = dict(frozen_embeddings=False, frozen_layers=0, lora_scale=0.0, warmup_steps=0, l2sp=0.0, distill=0.0,
              accumulate=1)
-  return adapt.Levers(**{**off, **kw})
+  return levers_lib.Levers(**{**off, **kw})
 
 
 def test_l2sp_is_half_lambda_squared_distance_with_gradient_toward_theta0(params):
-  anchor = params["encoder"]
-  moved = jax.tree.map(lambda x: x + 0.01, anchor)
-  n = sum(x.size for x in jax.tree.leaves(anchor))
+  initial = params["encoder"]
+  moved = jax.tree.map(lambda x: x + 0.01, initial)
+  n = sum(x.size for x in jax.tree.leaves(initial))
   lev = _levers(l2sp=0.3)
-  extra, m = lev.penalties({"encoder": moved}, None, anchor, config=CFG, dtype=jnp.float32)
+  extra, m = lev.penalties({"encoder": moved}, None, initial, config=CFG, dtype=jnp.float32)
   np.testing.assert_allclose(float(extra), 0.5 * 0.3 * n * 0.01 ** 2, rtol=1e-4)  # closed form
-  g = jax.grad(lambda p: lev.penalties({"encoder": p}, None, anchor, config=CFG, dtype=jnp.float32)[0])(moved)
+  g = jax.grad(lambda p: lev.penalties({"encoder": p}, None, initial, config=CFG, dtype=jnp.float32)[0])(moved)
   for leaf in jax.tree.leaves(g):
     np.testing.assert_allclose(np.asarray(leaf), 0.3 * 0.01, rtol=1e-3)  # lambda * (theta - theta0)
 
@@ -235,7 +235,7 @@ def _cfg(**levers) -> ml_collections.ConfigDict:
 
 
 def test_frozen_leaves_get_no_gradient_and_no_update_even_with_weight_decay(params):
-  lev = adapt.Levers.from_config(_cfg(freeze__embeddings=True, freeze__layers=1), CFG.num_layers)
+  lev = levers_lib.Levers.from_config(_cfg(freeze__embeddings=True, freeze__layers=1), CFG.num_layers)
   p = {"encoder": params["encoder"], "mlm_head": params["mlm_head"]}
   frozen = lev.frozen(p)
   assert all(jax.tree.leaves(frozen["encoder"]["embeddings"])) and all(jax.tree.leaves(frozen["encoder"]["layer_0"]))
@@ -254,7 +254,7 @@ def test_frozen_leaves_get_no_gradient_and_no_update_even_with_weight_decay(para
 
 
 def test_head_warmup_freezes_the_encoder_for_its_steps_only(params):
-  lev = adapt.Levers.from_config(_cfg(mlm_head__warmup_steps=3), CFG.num_layers)
+  lev = levers_lib.Levers.from_config(_cfg(mlm_head__warmup_steps=3), CFG.num_layers)
   p = {"encoder": params["encoder"], "mlm_head": params["mlm_head"]}
   for step, want in ((0, 0.0), (2, 0.0), (3, 1.0)):
     scale = lev.update_scale(p, jnp.asarray(step))

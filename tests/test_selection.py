@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 from jaxemb import objectives  # noqa: E402
 from jaxemb.models.config import EncoderConfig  # noqa: E402
 from jaxemb.models.encoder import init_params  # noqa: E402
-from jaxemb.train import adapt, validation  # noqa: E402
+from jaxemb.train import levers as levers_lib, validation  # noqa: E402
 from jaxemb.train.config import base_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def _run_steps(cfg, levers, n_micro):
   from jaxemb.train.optim import make_optimizer
   tx, schedule = make_optimizer(cfg.optim, 100)
 
-  def loss_fn(params, batch, rng, step=0, anchor=None):
+  def loss_fn(params, batch, rng, step=0, initial=None):
     eff = levers.effective(params, jnp.asarray(step))  # as the loop's make_loss_fn
     return sum(jnp.sum((x - 0.1) ** 2) for x in jax.tree.leaves(eff)), {}
 
@@ -147,7 +147,7 @@ def test_head_warmup_counts_optimiser_updates_with_accumulation():
   update (micro-step 3)."""
   cfg = _optim_cfg(accumulate=2, warmup_steps=0, weight_decay=0.0, lr=1e-2)
   cfg.mlm_head.warmup_steps = 2
-  levers = adapt.Levers.from_config(cfg, CFG.num_layers)
+  levers = levers_lib.Levers.from_config(cfg, CFG.num_layers)
   p0, hist = _run_steps(cfg, levers, 6)
   moved = [_moved(h["encoder"], p0["encoder"]) for h in hist]
   assert moved == [False, False, False, False, False, True]
@@ -159,7 +159,7 @@ def test_frozen_leaves_do_not_move_under_the_optimiser_with_weight_decay():
   stay bit for bit (weight decay alone would move them: its update is -lr * wd * p), the rest move."""
   cfg = _optim_cfg(weight_decay=0.1, warmup_steps=0, lr=1e-2)
   cfg.freeze.embeddings, cfg.freeze.layers = True, 1
-  levers = adapt.Levers.from_config(cfg, CFG.num_layers)
+  levers = levers_lib.Levers.from_config(cfg, CFG.num_layers)
   p0, hist = _run_steps(cfg, levers, 3)
   last = hist[-1]["encoder"]
   for name in ("embeddings", "layer_0"):

@@ -24,10 +24,10 @@ def _levers(cfg: ml_collections.ConfigDict) -> list[str]:
     out.append(f"frozen: {'embeddings, ' if cfg.freeze.embeddings else ''}lowest {int(cfg.freeze.layers)} layers")
   if int(cfg.lora.rank):
     out.append(f"LoRA rank {int(cfg.lora.rank)}, alpha {cfg.lora.alpha} on {cfg.lora.targets} (merged)")
-  if float(cfg.anchor.l2sp):
-    out.append(f"L2-SP lambda {cfg.anchor.l2sp}")
-  if float(cfg.anchor.distill):
-    out.append(f"embedding self-distillation weight {cfg.anchor.distill}")
+  if float(cfg.toward_base.l2sp):
+    out.append(f"L2-SP lambda {cfg.toward_base.l2sp}")
+  if float(cfg.toward_base.distill):
+    out.append(f"embedding self-distillation weight {cfg.toward_base.distill}")
   if int(cfg.mlm_head.warmup_steps):
     out.append(f"MLM head warm-up {int(cfg.mlm_head.warmup_steps)} steps")
   if cfg.mlm_head.bias_init != "zeros":

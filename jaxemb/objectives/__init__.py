@@ -16,7 +16,7 @@ from typing import Any, Callable
 import ml_collections
 
 # Modules of this package that are maths shared by objectives, not objectives.
-_NOT_OBJECTIVES = frozenset({"losses", "anchor", "cached"})
+_NOT_OBJECTIVES = frozenset({"losses", "cached"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,8 +28,8 @@ class Objective:
   batches: (cfg, prepared, common) -> the host batch iterator (get_state / set_state / __next__);
     `common` holds batch_size, seed, exclude_splits, process_index, process_count.
   loss: (cfg, encoder_config, dtype, remat) -> loss_fn(params, batch, rng) -> (loss, metrics, pooled), where
-    pooled = (embeddings_NxD, ids_NxL, mask_NxL) of the rows whose embeddings the objective computed (the
-    anchor of the "stay close to the base" self-distillation), or None.
+    pooled = (embeddings_NxD, ids_NxL, mask_NxL) of the rows whose embeddings the objective computed (what
+    the self-distillation toward the initial encoder compares), or None.
   pad_lengths: cfg -> {batch key: length} to pad every batch to (config.data.pad_to_max: one compiled shape).
   extra_params: (cfg, encoder_config, batches) -> parameters beside "encoder" and "mlm_head" (e.g. a head).
   requires: corpus fields every document must have ("metadata").

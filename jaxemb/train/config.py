@@ -80,8 +80,8 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   cached.defaults(c)
 
   # Adaptation levers (freeze, LoRA, MLM head, anchors to the initial weights): all off by default.
-  from jaxemb.train import adapt, validation
-  adapt.defaults(c)
+  from jaxemb.train import levers, validation
+  levers.defaults(c)
   # Validation scores during training and the weight-space interpolation chosen on the validation split.
   validation.defaults(c)
 

@@ -21,7 +21,8 @@ from jaxemb import atomic
 from jaxemb.cli import UserError, say
 from jaxemb.models.api import Encoder
 from jaxemb import objectives
-from jaxemb.train import adapt, validation
+from jaxemb.train import validation
+from jaxemb.train.levers import Levers, add_adapters, final_encoder
 from jaxemb.train.export import export, export_complete
 from jaxemb.train import checkpoint as ckpt
 from jaxemb.train.runtime import enable_compilation_cache
@@ -88,19 +89,19 @@ def pad_to(batch: dict[str, np.ndarray], lengths: dict[str, int]) -> dict[str, n
 
 # ============================================================================================ model & loss
 def make_loss_fn(cfg: ml_collections.ConfigDict, encoder: Encoder):
-  """loss_fn(params, batch, rng, step=0, anchor=None) -> (loss, metrics): the configured objective on the
-  effective parameters (frozen parts, merged adapters) plus the anchor penalties (train/adapt.py); `anchor`
-  is the initial encoder, needed when `Levers.needs_anchor`."""
+  """loss_fn(params, batch, rng, step=0, initial=None) -> (loss, metrics): the configured objective on the
+  effective parameters (frozen parts, merged adapters) plus the penalties toward the initial encoder
+  (train/levers.py); `initial` is that encoder's params, needed when `Levers.needs_initial`."""
   dtype = jnp.dtype(cfg.model.dtype)
   remat = cfg.model.remat_policy if cfg.model.remat else False  # a policy name when on (encoder.remat_policy)
   fn = objectives.get(cfg.objective).loss(cfg, encoder.config, dtype, remat)
-  levers = adapt.Levers.from_config(cfg, encoder.config.num_layers)
+  levers = Levers.from_config(cfg, encoder.config.num_layers)
 
-  def loss_fn(params, batch, rng, step=0, anchor=None):
+  def loss_fn(params, batch, rng, step=0, initial=None):
     eff = levers.effective(params, jnp.asarray(step))
     loss, metrics, pooled = fn(eff, batch, rng)
-    if levers.needs_anchor:
-      extra, extra_metrics = levers.penalties(eff, pooled, anchor, config=encoder.config, dtype=dtype)
+    if levers.needs_initial:
+      extra, extra_metrics = levers.penalties(eff, pooled, initial, config=encoder.config, dtype=dtype)
       metrics = {**metrics, **extra_metrics, "objective_loss": loss}
       loss = loss + extra
     return loss, metrics
@@ -114,7 +115,7 @@ def initial_params(cfg: ml_collections.ConfigDict, encoder: Encoder, batches=Non
     head = {**head, "bias": unigram_log_frequencies(batches.prepared, batches.doc_indices, encoder.config.vocab_size)}
   params = {"encoder": encoder.params["encoder"], "mlm_head": head,
             **objectives.get(cfg.objective).extra_params(cfg, encoder.config, batches)}
-  params = adapt.add_adapters(cfg, params)
+  params = add_adapters(cfg, params)
   return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
 
 
@@ -135,10 +136,10 @@ def make_train_step(loss_fn, tx, schedule, accumulate: int, update_scale=None):
   similarity matrices span every device (XLA inserts the all-gathers). `update_scale(params, step)` gives a
   per-leaf multiplier of the update (0 = frozen)."""
 
-  def step(state: TrainState, batch, anchor=None):
+  def step(state: TrainState, batch, initial=None):
     rng = jax.random.fold_in(state.rng, state.step)
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng, state.step,
-                                                                       anchor)
+                                                                       initial)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     if update_scale is not None:
       updates = jax.tree.map(lambda u, m: u * m, updates, update_scale(state.params, state.step))
@@ -151,7 +152,7 @@ def make_train_step(loss_fn, tx, schedule, accumulate: int, update_scale=None):
 
 def build_state_and_step(cfg, encoder: Encoder, batches, mesh: Mesh):
   """Initial TrainState, replicated over `mesh`, and the update step `step_fn(state, batch)`: jitted with the
-  batch sharded on "data", the state replicated and donated. With anchor levers (L2-SP, self-distillation)
+  batch sharded on "data", the state replicated and donated. With levers toward the initial encoder (L2-SP, self-distillation)
   the initial encoder is a replicated argument of the jitted step, bound here."""
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
   accumulate = int(cfg.optim.accumulate)
@@ -161,31 +162,31 @@ def build_state_and_step(cfg, encoder: Encoder, batches, mesh: Mesh):
                      opt_state=jax.jit(tx.init, out_shardings=replicated)(params),
                      rng=jax.random.PRNGKey(cfg.seed))
   state = jax.device_put(state, replicated)
-  levers = adapt.Levers.from_config(cfg, encoder.config.num_layers)
+  levers = Levers.from_config(cfg, encoder.config.num_layers)
   step = make_train_step(make_loss_fn(cfg, encoder), tx, schedule, accumulate,
                          levers.update_scale if levers.active else None)
-  if not levers.needs_anchor:
+  if not levers.needs_initial:
     step_fn = jax.jit(step, in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
                       donate_argnums=(0,))
     return state, step_fn
-  anchor = jax.device_put(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), encoder.params["encoder"]),
+  initial = jax.device_put(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), encoder.params["encoder"]),
                           replicated)
   jitted = jax.jit(step, in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated),
                    donate_argnums=(0,))
-  return state, _BoundStep(jitted, anchor)
+  return state, _BoundStep(jitted, initial)
 
 
 class _BoundStep:
-  """A jitted step(state, batch, anchor) called as step(state, batch), with `.lower` like the jitted one."""
+  """A jitted step(state, batch, initial) called as step(state, batch), with `.lower` like the jitted one."""
 
-  def __init__(self, jitted, anchor):
-    self.jitted, self.anchor = jitted, anchor
+  def __init__(self, jitted, initial):
+    self.jitted, self.initial = jitted, initial
 
   def __call__(self, state, batch):
-    return self.jitted(state, batch, self.anchor)
+    return self.jitted(state, batch, self.initial)
 
   def lower(self, state, batch):
-    return self.jitted.lower(state, batch, self.anchor)
+    return self.jitted.lower(state, batch, self.initial)
 
 
 # ============================================================================================ the loop
@@ -254,7 +255,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   else:
     batches.set_state({"step": 0})
 
-  # -- validation scores (host 0) and the interpolation's anchor: the initial encoder on the host.
+  # -- validation scores (host 0) and the interpolation's other end: the initial encoder on the host.
   initial_encoder = jax.tree.map(np.asarray, encoder.params["encoder"])
   alphas = validation.parse_alphas(cfg.interpolate.alphas)
   every = int(cfg.validation.every)
@@ -308,7 +309,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
         t_last, tokens_since = now, 0
         row = last
       if validate_now:  # on its own schedule: a validation step need not be a log step
-        enc_now = _host_tree(adapt.final_encoder(state.params, cfg))
+        enc_now = _host_tree(final_encoder(state.params, cfg))
         row.update(validator.score(enc_now))
         if cfg.validation.keep_best and "val_probe_f1" in row and (best is None or row["val_probe_f1"] > best[0]):
           best = (row["val_probe_f1"], done, enc_now)
@@ -335,7 +336,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   if pending:
     last = _check_all(pending)
   if is_host0 and cfg.checkpoint.export_final:
-    export(cfg, workdir, encoder=encoder, trained=_host_tree(adapt.final_encoder(state.params, cfg)),
+    export(cfg, workdir, encoder=encoder, trained=_host_tree(final_encoder(state.params, cfg)),
            mlm_head=_host_tree(state.params["mlm_head"]), initial_encoder=initial_encoder, best=best,
            validator=validator, alphas=alphas, total=total, excluded_splits=validation.training_exclude_splits(cfg),
            say=say)

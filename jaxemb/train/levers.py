@@ -10,9 +10,9 @@ paper's objectives run unchanged:
   and/or FFN dense layers train instead, merged into the weights for the forward pass and on export.
 - `mlm_head.warmup_steps` = n: for the first n steps only the heads train (LP-FT: a random head trained
   jointly with the encoder distorts its features; warm it up first).
-- `anchor.l2sp` = lambda: + lambda/2 * ||theta - theta0||^2 over the encoder (L2-SP: decay toward the
+- `toward_base.l2sp` = lambda: + lambda/2 * ||theta - theta0||^2 over the encoder (L2-SP: decay toward the
   initial weights, not toward zero).
-- `anchor.distill` = w: + w * mean_i ||n(e_i) - n(e0_i)||^2, n = l2 normalisation, e0 = the frozen initial
+- `toward_base.distill` = w: + w * mean_i ||n(e_i) - n(e0_i)||^2, n = l2 normalisation, e0 = the frozen initial
   encoder's embedding of the same rows without dropout (embedding self-distillation).
 
 The initial encoder theta0 is an argument of the jitted step (never a compiled-in constant).
@@ -44,9 +44,9 @@ def defaults(c: ml_collections.ConfigDict) -> None:
   c.mlm_head = ml_collections.ConfigDict()
   c.mlm_head.bias_init = "zeros"   # zeros or unigram (log-frequencies of the training corpus's tokens)
   c.mlm_head.warmup_steps = 0      # optimiser updates with the encoder frozen while only the heads train
-  c.anchor = ml_collections.ConfigDict()
-  c.anchor.l2sp = 0.0              # lambda of lambda/2 * ||theta - theta0||^2 (encoder)
-  c.anchor.distill = 0.0           # weight of the embedding self-distillation term
+  c.toward_base = ml_collections.ConfigDict()
+  c.toward_base.l2sp = 0.0              # lambda of lambda/2 * ||theta - theta0||^2 (encoder)
+  c.toward_base.distill = 0.0           # weight of the embedding self-distillation term
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,18 +64,18 @@ class Levers:
   def from_config(cls, cfg: ml_collections.ConfigDict, num_layers: int) -> "Levers":
     if not 0 <= int(cfg.freeze.layers) <= num_layers:
       raise ValueError(f"config.freeze.layers must be in [0, {num_layers}], got {cfg.freeze.layers}")
-    if int(cfg.lora.rank) < 0 or float(cfg.anchor.l2sp) < 0 or float(cfg.anchor.distill) < 0:
-      raise ValueError("config.lora.rank, config.anchor.l2sp and config.anchor.distill must be >= 0")
+    if int(cfg.lora.rank) < 0 or float(cfg.toward_base.l2sp) < 0 or float(cfg.toward_base.distill) < 0:
+      raise ValueError("config.lora.rank, config.toward_base.l2sp and config.toward_base.distill must be >= 0")
     if cfg.mlm_head.bias_init not in ("zeros", "unigram"):
       raise ValueError(f"config.mlm_head.bias_init must be zeros or unigram, got {cfg.mlm_head.bias_init!r}")
     rank = int(cfg.lora.rank)
     return cls(frozen_embeddings=bool(cfg.freeze.embeddings), frozen_layers=int(cfg.freeze.layers),
                lora_scale=float(cfg.lora.alpha) / rank if rank else 0.0,
-               warmup_steps=int(cfg.mlm_head.warmup_steps), l2sp=float(cfg.anchor.l2sp),
-               distill=float(cfg.anchor.distill), accumulate=int(cfg.optim.accumulate))
+               warmup_steps=int(cfg.mlm_head.warmup_steps), l2sp=float(cfg.toward_base.l2sp),
+               distill=float(cfg.toward_base.distill), accumulate=int(cfg.optim.accumulate))
 
   @property
-  def needs_anchor(self) -> bool:
+  def needs_initial(self) -> bool:
     """Whether the step needs the initial encoder theta0 as an argument."""
     return self.l2sp > 0 or self.distill > 0
 
@@ -129,22 +129,22 @@ class Levers:
       out["encoder"] = lora_lib.merge(out["encoder"], adapters, self.lora_scale)
     return out
 
-  # ---------------------------------------------------------------------------------------------- anchors
-  def penalties(self, effective_params: dict, pooled, anchor_encoder: Any, *, config, dtype
+  # ------------------------------------------------------------------------------- toward the initial encoder
+  def penalties(self, effective_params: dict, pooled, initial_encoder: Any, *, config, dtype
                 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """(extra loss, metrics) of L2-SP and self-distillation against the initial encoder `anchor_encoder`."""
+    """(extra loss, metrics) of L2-SP and self-distillation against the initial encoder `initial_encoder`."""
     extra, metrics = jnp.float32(0.0), {}
     if self.l2sp > 0:
       sq = sum(jnp.sum(jnp.square(p - p0)) for p, p0 in
-               zip(jax.tree.leaves(effective_params["encoder"]), jax.tree.leaves(anchor_encoder)))
+               zip(jax.tree.leaves(effective_params["encoder"]), jax.tree.leaves(initial_encoder)))
       metrics["l2sp_sq_dist"] = sq
       extra = extra + 0.5 * self.l2sp * sq
     if self.distill > 0:
       if pooled is None:
-        raise ValueError("config.anchor.distill needs an objective that returns pooled embeddings")
+        raise ValueError("config.toward_base.distill needs an objective that returns pooled embeddings")
       emb_NxD, ids_NxL, mask_NxL = pooled
       teacher_NxD = jax.lax.stop_gradient(mean_pool(
-          encode(anchor_encoder, ids_NxL, mask_NxL, config=config, dtype=dtype), mask_NxL))
+          encode(initial_encoder, ids_NxL, mask_NxL, config=config, dtype=dtype), mask_NxL))
 
       def unit(x):
         return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, -1, keepdims=True), 1e-12))
