@@ -21,6 +21,7 @@ import numpy as np
 from jaxemb import cli
 from jaxemb.data import corpus as corpus_lib
 from jaxemb.data import readers
+from jaxemb.data import splits
 from jaxemb.data.splits import SplitPlanner
 from jaxemb.data.corpus import Fields, SkipReport
 
@@ -40,9 +41,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--max-span", type=int, default=256, help="DeCLUTR max_span (tokens)")
   p.add_argument("--min-span", type=int, default=8, help="DeCLUTR min_span (for the 'shrink' count)")
   p.add_argument("--anchors", type=int, default=2, help="DeCLUTR anchors per document")
-  p.add_argument("--split-seed", type=int, default=0, help="split seed (data.split_seed)")
-  p.add_argument("--val-fraction", type=float, default=0.1, help="data.val_fraction")
-  p.add_argument("--test-fraction", type=float, default=0.2, help="data.test_fraction")
+  p.add_argument("--split-seed", type=int, default=splits.SPLIT_SEED, help="split seed (data.split_seed)")
+  p.add_argument("--val-fraction", type=float, default=splits.VAL_FRACTION, help="data.val_fraction")
+  p.add_argument("--test-fraction", type=float, default=splits.TEST_FRACTION, help="data.test_fraction")
   p.add_argument("--tokenizer", default=None, help="HF tokenizer folder or name (default: all-MiniLM-L6-v2)")
   p.add_argument("--no-clean", action="store_true", help="skip whitespace / MIMIC placeholder cleaning")
   p.add_argument("--limit", type=int, default=None, help="read at most this many documents")
@@ -52,8 +53,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_report(path: Path, fields: Fields, *, tokenizer, clean: bool = True, max_span: int = 256, min_span: int = 8,
-                 anchors: int = 2, limit: int | None = None, split_seed: int = 0, val_fraction: float = 0.1,
-                 test_fraction: float = 0.2) -> dict:
+                 anchors: int = 2, limit: int | None = None, split_seed: int = splits.SPLIT_SEED,
+                 val_fraction: float = splits.VAL_FRACTION, test_fraction: float = splits.TEST_FRACTION) -> dict:
   """The report as a JSON-serialisable dict (the --json output).
 
   Skips are counted by the rules `prepare` applies (a text that tokenises to nothing is `no_tokens`, not

@@ -28,6 +28,7 @@ import tensorflow_datasets as tfds
 
 from jaxemb.data import corpus as corpus_lib
 from jaxemb.data import readers
+from jaxemb.data import splits
 from jaxemb.data.splits import SplitPlanner
 from jaxemb.data import default_cache_dir
 from jaxemb.data.corpus import Document, Fields, SkipReport
@@ -67,13 +68,14 @@ def file_fingerprint(path: str | Path) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class PrepareSettings:
-  fields: Fields = Fields()
-  require: tuple[str, ...] = ()
-  strict: bool = False
-  clean: bool = True
-  seed: int = 0               # split seed
-  val_fraction: float = 0.1
-  test_fraction: float = 0.2
+  """Everything that decides the prepared cache's content besides the corpus and the tokenizer (its key)."""
+  fields: Fields
+  require: tuple[str, ...]
+  strict: bool
+  clean: bool
+  seed: int                   # split seed
+  val_fraction: float
+  test_fraction: float
 
   def to_dict(self) -> dict:
     return {**dataclasses.asdict(self), "require": list(self.require)}
@@ -298,8 +300,9 @@ def _decode(r: dict) -> dict:
 
 
 def prepare(path: str | Path, fields: Fields = Fields(), tokenizer=None, *, cache_dir: str | Path | None = None,
-            require: Iterable[str] = (), strict: bool = False, clean: bool = True, seed: int = 0,
-            val_fraction: float = 0.1, test_fraction: float = 0.2, verbose: bool = False) -> PreparedCorpus:
+            require: Iterable[str] = (), strict: bool = False, clean: bool = True,
+            seed: int = splits.SPLIT_SEED, val_fraction: float = splits.VAL_FRACTION,
+            test_fraction: float = splits.TEST_FRACTION, verbose: bool = False) -> PreparedCorpus:
   """Tokenises `path` once (cached by content + tokenizer + settings) and opens it for random access.
 
   Args:

@@ -24,6 +24,7 @@ import numpy as np
 
 from jaxemb import atomic
 from jaxemb.cli import UserError
+from jaxemb.data import splits
 
 SPEC_FILE = "data_spec.json"
 SPEC_VERSION = 1
@@ -48,9 +49,9 @@ def data_config() -> ml_collections.ConfigDict:
   d.split_field = "split"      # the corpus's own train/validation/test when present, else a seeded split
   d.group_field = "group"      # keeps a group's (patient's) documents in one split; "" = none
   d.id_field = "id"
-  d.split_seed = 0
-  d.val_fraction = 0.1         # carved out of train only when the corpus has no validation rows
-  d.test_fraction = 0.2        # used only for rows without a corpus split
+  d.split_seed = splits.SPLIT_SEED
+  d.val_fraction = splits.VAL_FRACTION    # carved out of train only when the corpus has no validation rows
+  d.test_fraction = splits.TEST_FRACTION  # used only for rows without a corpus split
   d.exclude_splits = "test"    # pre-training never sees these splits (evaluation does not read it)
   d.max_docs = 0               # evaluation: > 0 = a seeded random subset (pre-training reads every document)
   d.strict = False             # bad rows are errors naming file, line and field instead of counted skips
@@ -72,8 +73,9 @@ def exclude_splits(data_cfg: Any) -> tuple[str, ...]:
 
 def split_kwargs(data_cfg: Any) -> dict[str, Any]:
   """seed / val_fraction / test_fraction for `prepare`, `splits.SplitPlanner`, `splits.split_documents`."""
-  return {"seed": int(data_cfg.get("split_seed", 0)), "val_fraction": float(data_cfg.get("val_fraction", 0.1)),
-          "test_fraction": float(data_cfg.get("test_fraction", 0.2))}
+  return {"seed": int(data_cfg.get("split_seed", splits.SPLIT_SEED)),
+          "val_fraction": float(data_cfg.get("val_fraction", splits.VAL_FRACTION)),
+          "test_fraction": float(data_cfg.get("test_fraction", splits.TEST_FRACTION))}
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -39,6 +39,13 @@ def text_key(text: str) -> int:
   return int.from_bytes(digest, "little")
 
 
+# The split scheme's defaults, in one place: `data_config()` (config.data.split_seed / val_fraction /
+# test_fraction) reads them, and so does every library function that takes the same settings.
+SPLIT_SEED = 0
+VAL_FRACTION = 0.1      # carved out of train only when the corpus has no validation rows
+TEST_FRACTION = 0.2     # used only for rows without a corpus split
+
+
 def _check_fractions(val_fraction: float, test_fraction: float) -> None:
   if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
     raise ValueError(f"need 0 <= val_fraction, test_fraction and their sum < 1, got {val_fraction}, {test_fraction}")
@@ -58,7 +65,8 @@ def _assign(key: str, corpus_split: str | None, *, seed: int, val_fraction: floa
   return "train"
 
 
-def assign_split(doc: Document, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2,
+def assign_split(doc: Document, *, seed: int = SPLIT_SEED, val_fraction: float = VAL_FRACTION,
+                 test_fraction: float = TEST_FRACTION,
                  carve_validation: bool = True, key: str | None = None) -> str:
   """The split of one document, before duplicates are reconciled (`SplitPlanner` does that).
 
@@ -105,7 +113,8 @@ class SplitPlanner:
   Memory: the id, a group key and a 64-bit text key per document (~150 bytes).
   """
 
-  def __init__(self, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2):
+  def __init__(self, *, seed: int = SPLIT_SEED, val_fraction: float = VAL_FRACTION,
+               test_fraction: float = TEST_FRACTION):
     _check_fractions(val_fraction, test_fraction)
     self.seed, self.val_fraction, self.test_fraction = seed, val_fraction, test_fraction
     self._ids: list[str] = []
@@ -179,8 +188,8 @@ class SplitPlanner:
                      n_test=len(test_ids))
 
 
-def plan_splits(docs: Iterable[Document], *, seed: int = 0, val_fraction: float = 0.1,
-                test_fraction: float = 0.2) -> SplitPlan:
+def plan_splits(docs: Iterable[Document], *, seed: int = SPLIT_SEED, val_fraction: float = VAL_FRACTION,
+                test_fraction: float = TEST_FRACTION) -> SplitPlan:
   """`SplitPlanner` over in-memory documents (see its docstring)."""
   planner = SplitPlanner(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
   for doc in docs:
@@ -188,8 +197,8 @@ def plan_splits(docs: Iterable[Document], *, seed: int = 0, val_fraction: float 
   return planner.plan()
 
 
-def split_documents(docs: Iterable[Document], *, seed: int = 0, val_fraction: float = 0.1,
-                    test_fraction: float = 0.2) -> dict[str, list[Document]]:
+def split_documents(docs: Iterable[Document], *, seed: int = SPLIT_SEED, val_fraction: float = VAL_FRACTION,
+                    test_fraction: float = TEST_FRACTION) -> dict[str, list[Document]]:
   """Group-aware, seeded, deterministic train/validation/test split (see `SplitPlanner`).
 
   Documents whose corpus split is something else (e.g. "unlabeled") are left out of the three lists.

@@ -42,6 +42,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from jaxemb.data import default_cache_dir
+from jaxemb.data.splits import TEST_FRACTION  # the generated corpus's own test share: the scheme's
 
 # The cache key of `quickstart_corpus_path`: bump on any change to the generated text.
 GENERATOR_VERSION = 3
@@ -289,7 +290,7 @@ def _note(note_type: str, specialty: str, p: _Patient, prob: Problem, rng: rando
   return " ".join(b for _, b in sections)
 
 
-def generate(n_notes: int = 3000, seed: int = 0, test_fraction: float = 0.2) -> Iterator[dict]:
+def generate(n_notes: int = 3000, seed: int = 0, test_fraction: float = TEST_FRACTION) -> Iterator[dict]:
   """Yields the records (dicts with id, text, note_type, specialty, group, split), deterministically."""
   rng = random.Random(seed)
   n_patients = max(1, n_notes // 3)
