@@ -12,8 +12,7 @@ What it does, and why (measured in docs/RESULTS.md "Recipes"; sources in docs/AD
   from {0, 0.25, 0.5, 0.75, 1} chosen on the validation split (up to 1,024 documents): by a cross-validated
   probe when a label field is named (a = 0, the base, when nothing beats it), else the default a = 0.5 (the
   best weight in the sweep where anything helped). DIR itself (its checkpoints) keeps the trained weights.
-Measured (docs/RESULTS.md "Recipes"): "no different" from the base on MTSamples (-0.011 with all labels),
-FDA (+0.014) and MedQuAD (a = 0: the base); steps, lr, tau and the MLM lever swept on validation did no better.
+What it gives on the shared corpora, against the base and the other settings tried: docs/RESULTS.md "Recipes".
 Argument `:smoke` -> a few steps with a tiny batch.
 """
 

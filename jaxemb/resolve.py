@@ -195,7 +195,8 @@ def verify_checksums(params: dict[str, Any], expected: dict[str, int] | None) ->
 
 def recorded_data_spec(workdir: str | os.PathLike) -> dict[str, Any] | None:
   """The data spec a training run recorded in its workdir (DATA_SPEC_FILE, written by jaxemb.data.spec:
-  corpus, fields, split, drops); None when it has none (a workdir from before data specs)."""
+  corpus, fields, split, drops); None when it has none (an HF folder, or a
+  workdir written without one)."""
   path = Path(workdir) / DATA_SPEC_FILE
   if not path.is_file():
     return None

@@ -168,7 +168,7 @@ def check_compatible(recorded: dict[str, Any] | None, current: Any, *, model: st
   """
   who = f"model {model!r}: " if model else ""
   if recorded is None:
-    return f"{who}no {SPEC_FILE} (an HF folder or a workdir from before jaxemb recorded its split): not checked"
+    return f"{who}no {SPEC_FILE} (an HF folder, or a workdir without a recorded split): not checked"
   cur = current if isinstance(current, dict) else current.info["data_spec"]
   if recorded["corpus"]["sha256"] != cur["corpus"]["sha256"]:
     return (f"{who}pre-trained on another corpus file ({recorded['corpus']['path']}) than this evaluation's "
