@@ -12,7 +12,7 @@ entry with the best validation macro-F1.
 
 Writes OUT/results.json (dataset / runs / geometry / verdict / failed), OUT/results.csv (one row per run and
 split), OUT/report.md (the verdict first) with OUT/fewshot_macro_f1.png and OUT/maps/*.png, and caches
-embeddings in OUT/cache (or config.cache_dir), so a rerun with other heads or shots does not re-embed. To
+embeddings in OUT/cache (or config.embed.cache_dir), so a rerun with other heads or shots does not re-embed. To
 only write a corpus's embeddings, use `python -m jaxemb.eval.embed` (see its docstring).
 
 This file is the driver: the evaluators are plug-ins (jaxemb/eval/evaluators/), each built from the config

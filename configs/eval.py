@@ -14,6 +14,7 @@ MTSamples specialty, say:
 import ml_collections
 
 from jaxemb.data.spec import data_config
+from jaxemb.train import runtime
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -26,7 +27,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.tfidf = True              # the non-neural reference row (mode "tfidf")
   config.shots = "8,16,32,64,all"  # examples per class in the training set; "all" = the whole train split
   config.seeds = "0,1,2,3,4"
-  config.max_length = 256          # tokens per document (embedding and fine-tuning)
+  # Tokens per document, embedding and fine-tuning (training's data.max_length is tokens per training row).
+  config.max_length = 256
   # How the frozen encoder embeds a document (probe, geometry; fine-tuning reads the first max_length tokens).
   # window = 0: the first max_length tokens. window > 0: the whole document in windows of `window` tokens
   # (special tokens included) overlapping by `stride`, at most `max_windows` (0 = all), pooled per document:
@@ -45,10 +47,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # (`grep amx /proc/cpuinfo`) and on accelerators, slower on CPUs without bf16 units (e.g. AMD Zen 3);
   # cosine >= 0.9999 to float32 on MTSamples (docs/PERFORMANCE.md).
   config.embed_dtype = "float32"
-  config.cache_dir = ""            # embedding cache; "" = WORKDIR/cache
-  # Persistent XLA compilation cache ("auto" = $JAXEMB_CACHE_DIR/xla, default ~/.cache/jaxemb/xla; "" = off):
-  # a second evaluation skips compiling the embedding, probe-grid and fine-tuning programs.
-  config.compilation_cache = "auto"
+  # The embedding cache; "" = WORKDIR/cache (training's data.cache_dir is the tokenised corpus's cache).
+  config.embed.cache_dir = ""
+  runtime.declare_compilation_cache(config)  # the embedding, probe-grid and fine-tuning programs
 
   # The data block shared with pre-training (jaxemb/data/spec.py: path, fields, split seed and fractions,
   # exclude_splits, max_docs, strict, clean), plus what only evaluation reads.

@@ -33,7 +33,7 @@ def _cfg(models, cache_dir):
   cfg.data.max_docs = 120
   cfg.geometry.maps = False
   cfg.verdict.n_boot = 200
-  cfg.cache_dir = str(cache_dir)   # both runs embed once
+  cfg.embed.cache_dir = str(cache_dir)   # both runs embed once
   return cfg
 
 

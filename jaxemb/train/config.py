@@ -10,6 +10,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxemb.data.spec import data_config
+from jaxemb.train import runtime
 
 
 def base_config(objective: str) -> ml_collections.ConfigDict:
@@ -21,9 +22,7 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   c.total_steps = 1000
   c.batch_size = 16           # GLOBAL batch (documents / blocks), sharded over the "data" mesh axis
   c.log_every = 10
-  # Persistent XLA compilation cache: a resumed run, or a second run with the same shapes (e.g. staged
-  # DeCLUTR), skips compilation. "auto" = $JAXEMB_CACHE_DIR/xla (default ~/.cache/jaxemb/xla); "" = off.
-  c.compilation_cache = "auto"
+  runtime.declare_compilation_cache(c)
 
   c.model = ml_collections.ConfigDict()
   c.model.init = "minilm"     # HF folder, "minilm", or a previous jaxemb workdir (staging, e.g. MLM -> DeCLUTR)
@@ -46,8 +45,8 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
   # The data block shared with evaluation (jaxemb/data/spec.py: path, fields, split seed and fractions,
   # exclude_splits, max_docs, strict, clean), plus what only pre-training reads.
   c.data = data_config()
-  c.data.cache_dir = ""       # "" = ~/.cache/jaxemb
-  c.data.max_length = 256
+  c.data.cache_dir = ""       # the tokenised corpus cache; "" = ~/.cache/jaxemb (eval's embed.cache_dir: embeddings)
+  c.data.max_length = 256     # tokens per training row (eval's max_length: tokens per document)
   c.data.mask_prob = 0.15
   c.data.mlm_packing = "chunk"     # chunk (concatenate + cut, the original) or truncate (one doc per row)
   c.data.pad_to_max = False   # pad every batch to max_length (one compiled shape; for tiny smoke runs)

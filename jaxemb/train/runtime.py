@@ -20,6 +20,13 @@ def maybe_initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
   jax.distributed.initialize(**kwargs)
 
 
+def declare_compilation_cache(c: ml_collections.ConfigDict) -> None:
+  """`config.compilation_cache`, the one declaration the training and evaluation configs share: "auto" =
+  $JAXEMB_CACHE_DIR/xla (default ~/.cache/jaxemb/xla), "" = off, else a folder. A resumed or repeated run with
+  the same shapes (a staged DeCLUTR, a second evaluation) skips compiling."""
+  c.compilation_cache = "auto"
+
+
 def enable_compilation_cache(setting: str) -> None:
   """XLA's persistent compilation cache in `setting` ("auto" = $JAXEMB_CACHE_DIR/xla; "" = off): a resumed run, or
   a second run with the same shapes, skips compiling."""

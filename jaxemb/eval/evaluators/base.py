@@ -225,7 +225,7 @@ class ModelHandle:
         except ValueError as e:  # e.g. max_length beyond the model's position table
           raise EvalError(f"model {self.spec!r}: {e}") from None
 
-      cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else self.ctx.out / "cache"
+      cache_dir = Path(cfg.embed.cache_dir).expanduser() if cfg.embed.cache_dir else self.ctx.out / "cache"
       self._z, _ = cached_embeddings(self.model_spec, self.ctx.data.texts, max_length=cfg.max_length,
                                      cache_dir=cache_dir, dtype=cfg.embed_dtype, log=self.ctx.log,
                                      embed_fn=embed_all, windowing=w)

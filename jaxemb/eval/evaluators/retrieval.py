@@ -79,7 +79,7 @@ class RetrievalTask:
         raise EvalError(f"model {model.spec!r}: {e}") from None
 
     t0 = time.time()
-    cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else self.ctx.out / "cache"
+    cache_dir = Path(cfg.embed.cache_dir).expanduser() if cfg.embed.cache_dir else self.ctx.out / "cache"
     z, _ = cached_embeddings(model.spec, texts, max_length=cfg.max_length, cache_dir=cache_dir, dtype=cfg.embed_dtype,
                              log=self.ctx.log, embed_fn=embed_all)
     model.timings[f"embed_{what}"] = time.time() - t0
