@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from functools import partial
@@ -17,7 +16,6 @@ import optax
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxemb import atomic
 from jaxemb.cli import UserError, say
 from jaxemb.models.api import Encoder
 from jaxemb import objectives
@@ -29,14 +27,12 @@ from jaxemb.train.runtime import enable_compilation_cache
 from jaxemb.train.workdir import MetricsLog, WorkdirLock, truncate_metrics
 from jaxemb.train.optim import make_optimizer
 from jaxemb.train.prefetch import Prefetch
+from jaxemb.train.workdir import (WorkdirMismatchError, check_step_unit, check_workdir,  # noqa: F401 (re-exported)
+                                  write_config)
 
 
 class NonFiniteLossError(UserError, RuntimeError):
   """The loss became NaN/Inf; the run stops and the last good checkpoint stays in place."""
-
-
-class WorkdirMismatchError(UserError, ValueError):
-  """A workdir that already holds a different run."""
 
 
 @struct.dataclass
@@ -200,7 +196,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]
 
 def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   is_host0 = jax.process_index() == 0
-  _check_workdir(cfg, workdir, is_host0)
+  check_workdir(cfg, workdir, is_host0)
   saved = ckpt.agreed_steps(workdir)  # the same on every host, or a UserError
   # Every step number a user sees or sets (total_steps, checkpoint.every, log_every, validation.every, the
   # checkpoints' and metrics.jsonl's steps, the export's step) counts optimiser updates; the loop runs
@@ -229,7 +225,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
     # How the corpus was split and what pre-training drops: the evaluator checks its test split against it.
     from jaxemb.data.spec import write_data_spec
     write_data_spec(workdir, prepared, cfg.data, batches, exclude=validation.training_exclude_splits(cfg))
-    _write_config(cfg, workdir)  # after the data-spec check, so a refused resume leaves config.json as it was
+    write_config(cfg, workdir)  # after the data-spec check, so a refused resume leaves config.json as it was
     drops = drop_counts(prepared, batches)
     if any(drops.values()):
       say("documents not trained on: " + ", ".join(f"{k} {v}" for k, v in drops.items() if v))
@@ -247,7 +243,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
                                  is_host0=is_host0)
   if restored is not None:
     start, p, t, data_state, saved_meta = restored
-    _check_step_unit(saved_meta, accumulate, workdir)
+    check_step_unit(saved_meta, accumulate, workdir)
     state = TrainState(step=t["step"], params=p, opt_state=t["opt_state"], rng=t["rng"])
     batches.set_state(data_state)
     if is_host0:
@@ -412,34 +408,3 @@ def _restart_eta(bar) -> None:
   """Measures the rate (and so the ETA) from now on: called after the first step, whose time is compilation."""
   bar.initial = bar.n
   bar.start_t = bar.last_print_t = bar._time()
-
-
-def _check_step_unit(meta: dict | None, accumulate: int, workdir: Path) -> None:
-  """Checkpoints number optimiser updates ("step_unit": "update"); ones without the field numbered
-  micro-batches, which differ only under gradient accumulation. Resuming those would restart at the wrong
-  update, so they are refused with the way out."""
-  if accumulate > 1 and (meta or {}).get("step_unit") != "update":
-    raise WorkdirMismatchError(
-        f"the checkpoints in {workdir / 'checkpoints'} number micro-batches, and this run accumulates "
-        f"{accumulate} of them per optimiser update, and steps count updates: train into another --workdir, or "
-        "finish this one with the jaxemb version that wrote it")
-
-
-def _check_workdir(cfg, workdir: Path, is_host0: bool) -> None:
-  """Rerunning the same command resumes; a workdir of a different run is refused rather than mixed (the
-  config is written by _write_config once the corpus's data spec has been checked too)."""
-  path = workdir / "config.json"
-  current = json.loads(cfg.to_json_best_effort())
-  if path.exists():
-    previous = json.loads(path.read_text())
-    for key in ("objective",):
-      if previous.get(key) != current.get(key):
-        raise WorkdirMismatchError(f"{workdir} holds a {previous.get(key)!r} run; this config is "
-                                   f"{current.get(key)!r}. Use another --workdir.")
-    if previous.get("model", {}).get("init") != current["model"]["init"]:
-      raise WorkdirMismatchError(f"{workdir} was initialised from {previous['model']['init']!r}, this config "
-                                 f"from {current['model']['init']!r}. Use another --workdir.")
-
-
-def _write_config(cfg, workdir: Path) -> None:
-  atomic.write_json(workdir / "config.json", json.loads(cfg.to_json_best_effort()), sort_keys=True)

@@ -1,4 +1,5 @@
-"""What keeps a training workdir consistent: one run at a time (a lock), and a metrics log with each step once.
+"""What keeps a training workdir consistent: one run at a time (a lock), a metrics log with each step once, and a
+rerun that resumes only the same run (its objective, initial model and checkpoint step unit; `config.json`).
 
 The lock is `DIR/.lock` (`DIR/.lock.<i>` for process i > 0 of a multi-host run), held with `fcntl.flock`
 for the life of the run. The kernel releases a flock when its process dies, even by kill -9, so a lock whose
@@ -20,7 +21,12 @@ from typing import Any
 
 from absl import logging
 
+from jaxemb import atomic
 from jaxemb.cli import UserError, say
+
+
+class WorkdirMismatchError(UserError, ValueError):
+  """A workdir that already holds a different run."""
 
 
 class WorkdirLockedError(UserError):
@@ -165,3 +171,34 @@ class MetricsLog:
       self.file.close()
       if self.writer is not None:
         self.writer.close()
+
+
+def check_step_unit(meta: dict | None, accumulate: int, workdir: Path) -> None:
+  """Checkpoints number optimiser updates ("step_unit": "update"); ones without the field numbered
+  micro-batches, which differ only under gradient accumulation. Resuming those would restart at the wrong
+  update, so they are refused with the way out."""
+  if accumulate > 1 and (meta or {}).get("step_unit") != "update":
+    raise WorkdirMismatchError(
+        f"the checkpoints in {workdir / 'checkpoints'} number micro-batches, and this run accumulates "
+        f"{accumulate} of them per optimiser update, and steps count updates: train into another --workdir, or "
+        "finish this one with the jaxemb version that wrote it")
+
+
+def check_workdir(cfg, workdir: Path, is_host0: bool) -> None:
+  """Rerunning the same command resumes; a workdir of a different run is refused rather than mixed (the
+  config is written by write_config once the corpus's data spec has been checked too)."""
+  path = workdir / "config.json"
+  current = json.loads(cfg.to_json_best_effort())
+  if path.exists():
+    previous = json.loads(path.read_text())
+    for key in ("objective",):
+      if previous.get(key) != current.get(key):
+        raise WorkdirMismatchError(f"{workdir} holds a {previous.get(key)!r} run; this config is "
+                                   f"{current.get(key)!r}. Use another --workdir.")
+    if previous.get("model", {}).get("init") != current["model"]["init"]:
+      raise WorkdirMismatchError(f"{workdir} was initialised from {previous['model']['init']!r}, this config "
+                                 f"from {current['model']['init']!r}. Use another --workdir.")
+
+
+def write_config(cfg, workdir: Path) -> None:
+  atomic.write_json(workdir / "config.json", json.loads(cfg.to_json_best_effort()), sort_keys=True)
