@@ -193,7 +193,7 @@ def test_interpolation_endpoints_are_exact_and_the_middle_is_the_mean(params):
 def _levers(**kw) -> levers_lib.Levers:
   """Levers with the given fields set and every other one off."""
   off = dict(frozen_embeddings=False, frozen_layers=0, lora_scale=0.0, warmup_steps=0, l2sp=0.0, distill=0.0,
-             accumulate=1)
+             accumulate=1, head_trains=True)
   return levers_lib.Levers(**{**off, **kw})
 
 
@@ -227,7 +227,7 @@ def test_distillation_is_zero_at_the_teacher_and_the_normalised_squared_distance
 
 # ------------------------------------------------------------------------------------------------ freezing
 def _cfg(**levers) -> ml_collections.ConfigDict:
-  c = base_config("simcse")
+  c = base_config("mlm")  # an objective whose loss reads the MLM head, so the head trains
   for k, v in levers.items():
     section, field = k.split("__")
     c[section][field] = v

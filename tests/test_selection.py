@@ -166,6 +166,22 @@ def test_frozen_leaves_do_not_move_under_the_optimiser_with_weight_decay():
     for x, y in zip(jax.tree.leaves(last[name]), jax.tree.leaves(p0["encoder"][name])):
       np.testing.assert_array_equal(x, y)
   assert _moved(last["layer_1"], p0["encoder"]["layer_1"])
+  assert _moved(hist[-1]["mlm_head"], p0["mlm_head"])  # MLM reads the head: it trains
+
+
+def test_a_head_the_objective_does_not_read_stays_as_it_was():
+  """SimCSE and pairs never read params["mlm_head"] (Objective.uses_mlm_head): the head gets no gradient, but
+  AdamW's decoupled weight decay (-lr * wd * p per update) would still shrink it; the levers freeze it, so it
+  stays bit for bit while the encoder trains."""
+  for objective in ("simcse", "pairs"):
+    cfg = base_config(objective)
+    cfg.optim.update(weight_decay=0.1, warmup_steps=0, lr=1e-2)
+    levers = levers_lib.Levers.from_config(cfg, CFG.num_layers)
+    assert not levers.head_trains and levers.active
+    p0, hist = _run_steps(cfg, levers, 3)
+    for x, y in zip(jax.tree.leaves(hist[-1]["mlm_head"]), jax.tree.leaves(p0["mlm_head"])):
+      np.testing.assert_array_equal(x, y)
+    assert _moved(hist[-1]["encoder"], p0["encoder"])
 
 
 def test_recipes_table_uses_the_sample_std():

@@ -33,8 +33,8 @@ class Objective:
   pad_lengths: cfg -> {batch key: length} to pad every batch to (config.data.pad_to_max: one compiled shape).
   extra_params: (cfg, encoder_config, batches) -> parameters beside "encoder" and "mlm_head" (e.g. a head).
   requires: corpus fields every document must have ("metadata").
-  uses_mlm_head: cfg -> whether the loss reads params["mlm_head"] (else the head is not trained or saved
-    as changed).
+  uses_mlm_head: cfg -> whether the loss reads params["mlm_head"]; when not, the levers freeze the head
+    (train/levers.py), so weight decay does not shrink it and the export carries it unchanged.
   """
   name: str
   defaults: Callable[[], ml_collections.ConfigDict]

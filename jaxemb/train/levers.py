@@ -59,6 +59,7 @@ class Levers:
   l2sp: float
   distill: float
   accumulate: int                  # micro-batches per optimiser update: the train state's step counts micro-batches
+  head_trains: bool                # the objective's loss reads the MLM head (Objective.uses_mlm_head)
 
   @classmethod
   def from_config(cls, cfg: ml_collections.ConfigDict, num_layers: int) -> "Levers":
@@ -69,7 +70,8 @@ class Levers:
     if cfg.mlm_head.bias_init not in ("zeros", "unigram"):
       raise ValueError(f"config.mlm_head.bias_init must be zeros or unigram, got {cfg.mlm_head.bias_init!r}")
     rank = int(cfg.lora.rank)
-    return cls(frozen_embeddings=bool(cfg.freeze.embeddings), frozen_layers=int(cfg.freeze.layers),
+    from jaxemb import objectives
+    return cls(head_trains=bool(objectives.get(cfg.objective).uses_mlm_head(cfg)), frozen_embeddings=bool(cfg.freeze.embeddings), frozen_layers=int(cfg.freeze.layers),
                lora_scale=float(cfg.lora.alpha) / rank if rank else 0.0,
                warmup_steps=int(cfg.mlm_head.warmup_steps), l2sp=float(cfg.toward_base.l2sp),
                distill=float(cfg.toward_base.distill), accumulate=int(cfg.optim.accumulate))
@@ -82,7 +84,7 @@ class Levers:
   @property
   def active(self) -> bool:
     return bool(self.frozen_embeddings or self.frozen_layers or self.lora_scale or self.warmup_steps or self.l2sp
-                or self.distill)
+                or self.distill or not self.head_trains)
 
   def _in_warmup(self, step: jax.Array) -> jax.Array:
     """Whether micro-step `step` belongs to one of the first `warmup_steps` optimiser updates."""
@@ -93,6 +95,8 @@ class Levers:
     """Pytree of bools like params: True where a leaf never trains (static)."""
     def leaf_frozen(path, _):
       keys = [getattr(k, "key", str(k)) for k in path]
+      if keys[0] == "mlm_head":  # a head the loss never reads gets no gradient, but weight decay would shrink it
+        return not self.head_trains
       if keys[0] != "encoder":
         return False
       if self.lora_scale:
