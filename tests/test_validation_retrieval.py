@@ -152,8 +152,10 @@ def test_a_present_query_field_without_validation_queries_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_pairs_smoke_exports_the_weight_chosen_on_validation_retrieval(tiny_model_dir, tmp_path):
-  """configs/pairs.py:smoke (tiny model, 4 steps) on a corpus with a question field: export.json's interpolation
-  record holds every a's validation nDCG@10 and the exported a is the best of them (ties: the smaller)."""
+  """configs/pairs.py:smoke (tiny model, 4 steps) on a corpus with a question field, scored every 2 steps with
+  keep_best: the validation curve in metrics.jsonl is val_ndcg@10, the kept step is the one with the best of it,
+  export.json's interpolation record holds every a's validation nDCG@10 and the exported weights are the kept
+  step's interpolated with the base by the best a (ties: the smaller)."""
   from conftest import load_module
   from jaxemb import Encoder
   import jax
@@ -170,11 +172,18 @@ def test_pairs_smoke_exports_the_weight_chosen_on_validation_retrieval(tiny_mode
   cfg.model.init = str(tiny_model_dir)
   cfg.data.path, cfg.data.split_field, cfg.data.id_field, cfg.data.group_field = str(path), "split", "id", ""
   cfg.data.cache_dir = str(tmp_path / "cache")
-  cfg.total_steps, cfg.checkpoint.every, cfg.optim.lr = 4, 4, 1e-3
+  cfg.total_steps, cfg.checkpoint.every, cfg.optim.lr = 4, 2, 1e-3
+  cfg.validation.every, cfg.validation.keep_best = 2, True
   cfg.freeze.layers = 1   # the tiny model has 2 layers
   w = tmp_path / "w"
   train(cfg, w)
   export = json.loads((w / "export.json").read_text())
+  curve = [json.loads(line) for line in (w / "metrics.jsonl").read_text().splitlines()]
+  curve = {r["step"]: r["val_ndcg@10"] for r in curve if "val_ndcg@10" in r}
+  assert list(curve) == [2, 4] and not any("val_probe_f1" in r for r in export)
+  kept = max(curve, key=lambda s: (curve[s], -s))   # strictly better replaces: the first best step
+  assert export["best_metric"] == "val_ndcg@10" and export["best_step"] == kept
+  assert export["best_val_ndcg@10"] == curve[kept]
   interp = export["interpolation"]
   assert interp["criterion"] == "val_ndcg@10" and interp["cv"] is None
   assert interp["retrieval"]["query_field"] == "question"
@@ -188,8 +197,9 @@ def test_pairs_smoke_exports_the_weight_chosen_on_validation_retrieval(tiny_mode
   # the exported weights are (1 - a) * theta0 + a * theta for the chosen a
   a = interp["chosen_alpha"]
   base = Encoder.from_pretrained(str(tiny_model_dir)).params["encoder"]
-  trained = Encoder.from_pretrained(w).params["encoder"]
+  trained = Encoder.from_pretrained(f"{w}@{kept}").params["encoder"]
   exported = Encoder.from_pretrained(w / "model").params["encoder"]
   for e, b, t in zip(jax.tree.leaves(exported), jax.tree.leaves(base), jax.tree.leaves(trained)):
     np.testing.assert_allclose(e, (1 - a) * b + a * t, rtol=0, atol=1e-6)
-  assert f"a = {a} (val_ndcg@10" in (w / "model" / "README.md").read_text()
+  card = (w / "model" / "README.md").read_text()
+  assert f"a = {a} (val_ndcg@10" in card and "(best validation val_ndcg@10)" in card
