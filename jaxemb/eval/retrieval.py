@@ -21,8 +21,10 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxemb.metrics.retrieval import METRICS, dense_search, evaluate  # noqa: F401  (this module's API)
+from jaxemb.metrics.retrieval import METRICS, dense_search, evaluate
 
+# The evaluator's retrieval maths in one namespace: the dense search and the metrics are shared with training.
+__all__ = ["METRICS", "RRF_K", "BM25", "bm25_tokenize", "choose_weight", "dense_search", "evaluate", "fuse"]
 RRF_K = 60
 
 
