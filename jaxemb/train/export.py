@@ -37,8 +37,7 @@ def export(cfg, workdir: Path, *, encoder, trained: Any, mlm_head: Any, initial_
            alphas: list[float], total: int, excluded_splits: tuple[str, ...], say) -> dict[str, Any]:
   """Writes WORKDIR/export.json and WORKDIR/model; returns the record. `trained`: the last step's encoder
   (host arrays); `best`: (score, step, encoder) of validation.keep_best (score: `validation.score_key`) or
-  None; `validator`: a
-  `validation.Validator` or None (then no interpolation choice)."""
+  None; `validator`: a `validation.Validator` or None (then no interpolation choice)."""
   report: dict[str, Any] = {"last_step": int(total), "excluded_splits": list(excluded_splits),
                             "validation_trained_on": "validation" not in excluded_splits}
   if best is not None:
