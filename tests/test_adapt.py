@@ -437,12 +437,15 @@ def test_lora_run_loads_merged_from_its_workdir_and_its_export(tmp_path):
 
 def test_best_step_record_round_trips_and_ignores_steps_to_be_retrained(tmp_path):
   tree = {"layer": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, "emb": [np.ones(2, np.float32)]}
-  validation.save_best(tmp_path, 20, 0.75, tree)
-  score, step, got = validation.load_best(tmp_path, jax.tree.map(np.zeros_like, tree), resumed_at=30)
+  validation.save_best(tmp_path, 20, "val_probe_f1", 0.75, tree)
+  score, step, got = validation.load_best(tmp_path, jax.tree.map(np.zeros_like, tree), 30, "val_probe_f1")
   assert (score, step) == (0.75, 20)
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(tree)):
     np.testing.assert_array_equal(a, b)
-  assert validation.load_best(tmp_path, tree, resumed_at=10) is None  # recorded after the resume point: retrained
+  assert validation.load_best(tmp_path, tree, 10, "val_probe_f1") is None  # recorded after the resume point: retrained
+  assert validation.load_best(tmp_path, tree, 30, "val_ndcg@10") is None   # scored by another metric: not comparable
+  validation.save_best(tmp_path, 20, "val_ndcg@10", 0.5, tree)
+  assert validation.load_best(tmp_path, tree, 30, "val_ndcg@10")[:2] == (0.5, 20)
 
 
 @pytest.mark.slow

@@ -148,6 +148,7 @@ def load_pairs(data_cfg: Any, *, query_field: str, pool: str = "all", max_querie
   from jaxemb.data.corpus import Fields
   from jaxemb.data.readers import peek_fields
   from jaxemb.data.splits import SplitPlanner, text_key
+  from jaxemb.metrics.retrieval import self_judgements
 
   if pool not in POOLS:
     raise EvalError(f"config.retrieval.pool must be one of {POOLS}; got {pool!r}")
@@ -179,12 +180,10 @@ def load_pairs(data_cfg: Any, *, query_field: str, pool: str = "all", max_querie
   in_pool = [pool == "all" or s in ("validation", "test") for s in split_N]
   docs = [d for (d, _), keep in zip(indexed, in_pool) if keep]
   doc_ids = [f"d{i}" for i, keep in enumerate(in_pool) if keep]   # row ids: a corpus id may repeat
-  group_of: dict[int, list[str]] = {}
-  for d, did in zip(docs, doc_ids):
-    group_of.setdefault(text_key(d.text), []).append(did)
+  pool_row = {i: r for r, i in enumerate(i for i, keep in enumerate(in_pool) if keep)}
 
   rng = np.random.default_rng(split_kw["seed"])
-  query_ids, query_texts, query_split, qrels = [], [], [], {}
+  query_ids, query_texts, query_split, query_doc = [], [], [], []
   counts: dict[str, int] = {}
   for split in ("validation", "test"):
     rows = [i for i, (s, keep) in enumerate(zip(split_N, in_pool)) if s == split and keep]
@@ -198,7 +197,8 @@ def load_pairs(data_cfg: Any, *, query_field: str, pool: str = "all", max_querie
       query_ids.append(qid)
       query_texts.append(doc.label.strip())
       query_split.append(split)
-      qrels[qid] = {did: 1 for did in group_of[text_key(doc.text)]}
+      query_doc.append(pool_row[i])
+  qrels = self_judgements(query_ids, query_doc, doc_ids, [text_key(d.text) for d in docs])
   if not any(s == "test" for s in query_split):
     raise EvalError(f"{path}: no test-split rows with a query in field {query_field!r}")
   n_dup = sum(len(v) > 1 for v in qrels.values())

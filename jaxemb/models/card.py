@@ -60,7 +60,7 @@ def export_files(*, cfg: ml_collections.ConfigDict, base_name: str, data_spec: d
     lines.append(f"| weights | (1 - a) * base + a * trained, a = {interp['chosen_alpha']} ({interp['criterion']}, "
                  f"{interp['n_validation_docs']} validation documents) |")
   if "best_step" in export:
-    lines.append(f"| kept step | {export['best_step']} of {export['last_step']} (best validation probe) |")
+    lines.append(f"| kept step | {export['best_step']} of {export['last_step']} (best validation {export.get('best_metric', 'val_probe_f1')}) |")
   if export.get("validation_trained_on"):
     lines.append("| caution | training also saw the validation documents that chose the weights above "
                  "(validation.include_in_training): the choice is biased toward the trained weights |")

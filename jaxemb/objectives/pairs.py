@@ -14,7 +14,8 @@ every exact duplicate of it and every document whose own query is the same text 
 step draws one of them per row (seeded by seed, epoch and document), encoded with the batch's documents.
 
 The recipe's levers work unchanged (freeze.*, interpolate.*: configs/pairs.py freezes the embeddings and the
-lowest layers as configs/adapt.py does). `python train.py --config configs/pairs.py --workdir DIR
+lowest layers as configs/adapt.py does, and chooses the interpolation weight by validation retrieval over the
+same query field: `validation.metric = "retrieval"`, jaxemb/train/validation.py). `python train.py --config configs/pairs.py --workdir DIR
 --config.data.path=medquad_answers.jsonl.gz --config.pairs.query_field=question`.
 """
 

@@ -19,6 +19,7 @@ from jaxemb import atomic
 from jaxemb.models.card import export_files
 from jaxemb.models.lora import interpolate
 from jaxemb.resolve import EXPORT_RECORD
+from jaxemb.train.validation import score_key
 
 
 def export_complete(workdir: Path, total: int) -> bool:
@@ -35,22 +36,25 @@ def export_complete(workdir: Path, total: int) -> bool:
 def export(cfg, workdir: Path, *, encoder, trained: Any, mlm_head: Any, initial_encoder: Any, best, validator,
            alphas: list[float], total: int, excluded_splits: tuple[str, ...], say) -> dict[str, Any]:
   """Writes WORKDIR/export.json and WORKDIR/model; returns the record. `trained`: the last step's encoder
-  (host arrays); `best`: (val_probe_f1, step, encoder) of validation.keep_best or None; `validator`: a
-  `validation.Validator` or None (then no interpolation choice)."""
+  (host arrays); `best`: (score, step, encoder) of validation.keep_best (score: `validation.score_key`) or
+  None; `validator`: a `validation.Validator` or None (then no interpolation choice)."""
   report: dict[str, Any] = {"last_step": int(total), "excluded_splits": list(excluded_splits),
                             "validation_trained_on": "validation" not in excluded_splits}
   if best is not None:
+    key = score_key(cfg)
     trained = best[2]
-    report.update(best_step=best[1], best_val_probe_f1=best[0])
-    say(f"keeping step {best[1]} (val_probe_f1 {best[0]:.4f}) of {total}")
+    report.update({"best_step": best[1], f"best_{key}": best[0], "best_metric": key})
+    say(f"keeping step {best[1]} ({key} {best[0]:.4f}) of {total}")
   if validator is not None and alphas:
     choice = validator.choose_alpha(trained, alphas)
     trained = interpolate(initial_encoder, trained, choice["chosen_alpha"])
     report["interpolation"] = choice
-    cv = choice.get("cv")
+    cv, ret = choice.get("cv"), choice.get("retrieval")
     how = (f"cross-validated probe: {cv['folds']} folds x {cv['repeats']} partitions over {cv['n_docs']} "
            f"documents of {cv['n_classes']} classes, {cv['dropped_docs']} documents of single-document classes "
-           "left out" if cv else choice["criterion"])
+           "left out" if cv else
+           f"validation retrieval: nDCG@10 of {ret['n_queries']} {ret['query_field']!r} queries over "
+           f"{ret['n_docs']} validation documents" if ret else choice["criterion"])
     say(f"interpolated (1-a)*theta0 + a*theta with a = {choice['chosen_alpha']} ({how})")
   if report["validation_trained_on"] and (best is not None or "interpolation" in report):
     say("caution: training also saw the validation documents that made this choice "

@@ -261,10 +261,10 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
     if not validator.available:
       say("no validation documents: validation scores and the interpolation choice are off")
       validator = None
-  best = None  # (val_probe_f1, step, host copy of the encoder) when validation.keep_best
+  best = None  # (validation.score_key score, step, host copy of the encoder) when validation.keep_best
   if is_host0 and cfg.validation.keep_best:
     if start:  # the best step before the resume point is still the best candidate
-      best = validation.load_best(workdir, initial_encoder, start)
+      best = validation.load_best(workdir, initial_encoder, start, validation.score_key(cfg))
     else:
       (workdir / validation.BEST_WEIGHTS).unlink(missing_ok=True)  # a previous run's record
 
@@ -307,9 +307,10 @@ def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
       if validate_now:  # on its own schedule: a validation step need not be a log step
         enc_now = _host_tree(final_encoder(state.params, cfg))
         row.update(validator.score(enc_now))
-        if cfg.validation.keep_best and "val_probe_f1" in row and (best is None or row["val_probe_f1"] > best[0]):
-          best = (row["val_probe_f1"], done, enc_now)
-          validation.save_best(workdir, done, best[0], enc_now)
+        key = validation.score_key(cfg)
+        if cfg.validation.keep_best and key in row and (best is None or row[key] > best[0]):
+          best = (row[key], done, enc_now)
+          validation.save_best(workdir, done, key, best[0], enc_now)
       if row:
         log.write(done, row)
       if log_now and bar is not None:

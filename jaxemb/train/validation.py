@@ -12,12 +12,21 @@ The validation documents are the prepared corpus's `validation` split (never `te
   cross-validation on the validation documents alone (the evaluator's validation split; its test split is
   never read), averaged over `validation.repeats` fold partitions, and `val_alignment` (E ||x - y||^2 over
   same-label pairs).
-With labels, the interpolation weight is the one with the best `val_probe_f1` (ties: the smaller weight, i.e.
-closer to the base); without labels it is `interpolate.default_alpha`, a default measured in the sweep
+- with `validation.metric = "retrieval"` (no probe then): `val_ndcg@10`, `val_mrr@10` and `val_recall@10` of
+  retrieval on the validation split (`ValidationQueries`): each validation document that has a query (the
+  corpus field `validation.query_field`, or the pairs objective's `pairs.query_field` when that is empty) gives
+  one query, the pool is the validation documents scored (the same `validation.max_docs` subset), and a query is
+  relevant to its own document and its exact duplicates (`metrics.retrieval.self_judgements`, the rule of
+  eval.py's one-corpus retrieval). Exact cosine search and pytrec_eval's metrics (`metrics/retrieval.py`), the
+  queries embedded like the documents (the first `validation.max_length` tokens; no windows).
+The score the choices maximise (`score_key`) is `val_probe_f1`, or `val_ndcg@10` with the retrieval metric. With
+it, the interpolation weight is the one with the best score (ties: the smaller weight, i.e. closer to the base);
+with neither labels nor the retrieval metric it is `interpolate.default_alpha`, a default measured in the sweep
 (docs/RESULTS.md "Recipes"). The interpolation table also holds the base itself (a = 0, from the anchor's
-embeddings) and, with labels, each weight's paired difference from the base on the validation documents: the
-bootstrap interval of `eval/compare.py` over validation documents, the fold partitions standing in for seeds,
-and its verdict. That is the signal a recipe sweep reads without touching the test split.
+embeddings) and each weight's paired difference from the base on the validation split: for the probe the
+bootstrap interval of `metrics/compare.py` over validation documents, the fold partitions standing in for
+seeds; for retrieval the paired bootstrap of nDCG@10 over validation queries (`paired_bootstrap_mean`); and its
+verdict. That is the signal a recipe sweep reads without touching the test split.
 """
 
 from __future__ import annotations
@@ -34,12 +43,15 @@ import numpy as np
 from jaxemb.data.batching import pad_rows, bucket_length
 from jaxemb.models.encoder import pooled_embeddings, rows_per_chunk
 from jaxemb.metrics import geometry
-from jaxemb.metrics.compare import paired_bootstrap
+from jaxemb.metrics.compare import paired_bootstrap, paired_bootstrap_mean
 from jaxemb.metrics.cv_probe import cv_probe_predictions, mean_macro_f1
+from jaxemb.metrics.retrieval import dense_search, evaluate, self_judgements
 from jaxemb.models.lora import interpolate
 from jaxemb.models.windows import Pooler, Windowing
 
 _EMBED_BATCH = 16
+METRICS = ("probe", "retrieval")   # validation.metric
+_RETRIEVAL_DEPTH = 10              # the retrieval scores reported are all @10
 
 
 def defaults(c: ml_collections.ConfigDict) -> None:
@@ -55,7 +67,11 @@ def defaults(c: ml_collections.ConfigDict) -> None:
   c.validation.max_windows = 0
   c.validation.folds = 5           # k of the cross-validated probe (labels only)
   c.validation.repeats = 3         # fold partitions averaged (less partition noise in a small validation split)
-  c.validation.keep_best = False   # with labels: export the step with the best val_probe_f1, not the last
+  c.validation.keep_best = False   # export the step with the best score_key (val_probe_f1 / val_ndcg@10), not the last
+  # What chooses (keep_best, interpolate.alphas): "probe" (val_probe_f1 with data.label_field) or "retrieval"
+  # (val_ndcg@10 of each validation document's query, field validation.query_field, over the validation documents).
+  c.validation.metric = "probe"
+  c.validation.query_field = ""    # retrieval: the query field; "" = config.pairs.query_field (the pairs objective)
   # False: a run that scores or chooses on the validation split (validation.every, validation.keep_best,
   # interpolate.alphas) does not train on it, so the choice is made on unseen documents. True trains on them too
   # (the choice is then biased toward the trained weights; data_spec.json, export.json and the card say so).
@@ -80,11 +96,39 @@ def training_exclude_splits(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
   return out
 
 
+def score_key(cfg: ml_collections.ConfigDict) -> str:
+  """The validation score that validation.keep_best and the interpolation choice maximise."""
+  return "val_ndcg@10" if str(cfg.validation.metric) == "retrieval" else "val_probe_f1"
+
+
+def query_field(cfg: ml_collections.ConfigDict) -> str:
+  """The corpus field of each document's query for validation.metric = "retrieval"."""
+  field = str(cfg.validation.query_field) or (str(cfg.pairs.query_field) if "pairs" in cfg else "")
+  if not field:
+    raise ValueError("config.validation.metric='retrieval' needs the query field: set config.validation.query_field "
+                     "(the pairs objective's config.pairs.query_field is used when it is empty)")
+  return field
+
+
+def _sorted_rows(toks: list, max_length: int, special) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(order, ids, mask): token rows cut to max_length - 2, sorted by length and padded to whole batches, so that
+  embed() can cut each batch of rows to its own length bucket (mean pooling over the mask gives the same
+  vectors at any padding; short rows embed several times faster). Row r is toks[order[r]]."""
+  toks = [t[:max_length - 2] for t in toks]
+  order = np.argsort([len(t) for t in toks], kind="stable")
+  toks = [toks[i] for i in order]
+  n_pad = (-len(toks)) % _EMBED_BATCH  # whole batches
+  width = min(max_length, max(len(t) for t in toks) + 2)
+  ids, mask = pad_rows(toks + [toks[-1]] * n_pad, width, special)
+  return order, ids, mask
+
+
 @dataclasses.dataclass
 class ValidationSet:
   """Padded token ids of the validation documents (with windows: of their windows, R rows) and the documents'
   labels (-1 = none). doc_R / first_R: the document of each row and whether it is its first window (None: one
-  row per document, in document order)."""
+  row per document, in document order). docs_N: the prepared corpus's index of each document, in the order of
+  embed()'s rows."""
   ids_NxL: np.ndarray
   mask_NxL: np.ndarray
   labels_N: np.ndarray
@@ -92,6 +136,7 @@ class ValidationSet:
   doc_R: np.ndarray | None = None
   first_R: np.ndarray | None = None
   pooling: str = "first"
+  docs_N: np.ndarray | None = None
 
   @classmethod
   def from_prepared(cls, prepared, *, max_docs: int, max_length: int, seed: int,
@@ -112,22 +157,58 @@ class ValidationSet:
       width = min(windowing.window, max(len(t) for t in toks) + 2)
       ids, mask = pad_rows(toks + [toks[-1]] * n_pad, width, prepared.special)
       return cls(ids, mask, labels, len(idx), np.array([rows[i][0] for i in order]),
-                 np.array([rows[i][1] for i in order]), windowing.pooling)
-    toks = [t[:max_length - 2] for t in prepared.tokens_many(idx)]
-    # Sorted by length, so that embed() can cut each batch of rows to its own length bucket (mean pooling over
-    # the mask gives the same vectors at any padding; short reports embed several times faster).
-    order = np.argsort([len(t) for t in toks], kind="stable")
-    idx, toks = idx[order], [toks[i] for i in order]
-    n_pad = (-len(toks)) % _EMBED_BATCH  # whole batches
-    width = min(max_length, max(len(t) for t in toks) + 2)
-    ids, mask = pad_rows(toks + [toks[-1]] * n_pad, width, prepared.special)
+                 np.array([rows[i][1] for i in order]), windowing.pooling, docs_N=idx)
+    order, ids, mask = _sorted_rows(prepared.tokens_many(idx), max_length, prepared.special)
+    idx = idx[order]
     labels = np.asarray(prepared.label_index, np.int64)[idx] if len(prepared.labels) else np.full(len(idx), -1)
-    return cls(ids, mask, labels, len(idx))
+    return cls(ids, mask, labels, len(idx), docs_N=idx)
 
   @property
   def has_labels(self) -> bool:
     keep = self.labels_N >= 0
     return keep.sum() >= 4 and len(np.unique(self.labels_N[keep])) >= 2
+
+
+@dataclasses.dataclass
+class ValidationQueries:
+  """Retrieval on the validation split: `rows`, the token rows of the queries (a ValidationSet, one row per
+  query), searched over the documents of the validation ValidationSet (pool row p = its embed() row p). Query
+  ids `q<p>` and document ids `d<p>` name pool rows; qrels judge each query's own document and its exact
+  duplicates relevant."""
+  rows: ValidationSet
+  query_ids: list[str]
+  doc_ids: list[str]
+  qrels: dict[str, dict[str, int]]
+  field: str
+  n_without_query: int
+
+  @classmethod
+  def from_prepared(cls, prepared, docs: ValidationSet, *, field: str, max_length: int) -> "ValidationQueries":
+    from jaxemb.data.prepare import tokenize
+    from jaxemb.data.splits import text_key
+    from jaxemb.objectives.pairs import read_queries
+    from jaxemb.resolve import load_tokenizer
+    queries = read_queries(prepared, field)
+    records = prepared.records(docs.docs_N)
+    pool = [p for p, r in enumerate(records) if r["source"] in queries]
+    if not pool:
+      raise ValueError(f"config.validation.metric='retrieval': none of the {len(records)} validation documents of "
+                       f"{prepared.corpus_path} has a query in field {field!r}")
+    texts = [queries[records[p]["source"]] for p in pool]
+    order, ids, mask = _sorted_rows([np.asarray(t, np.int32) for t in tokenize(load_tokenizer(prepared.tokenizer_name),
+                                                                                texts)], max_length, prepared.special)
+    query_doc = [pool[i] for i in order]   # the pool row of each query row
+    doc_ids = [f"d{p}" for p in range(len(records))]
+    query_ids = [f"q{p}" for p in query_doc]
+    qrels = self_judgements(query_ids, query_doc, doc_ids, [text_key(r["text"]) for r in records])
+    return cls(ValidationSet(ids, mask, np.full(len(pool), -1), len(pool)), query_ids, doc_ids, qrels, field,
+               len(records) - len(pool))
+
+  def record(self) -> dict[str, Any]:
+    """What export.json's interpolation record says about the retrieval set."""
+    return {"query_field": self.field, "n_queries": len(self.query_ids), "n_docs": len(self.doc_ids),
+            "docs_without_query": self.n_without_query,
+            "n_queries_with_duplicates": sum(len(v) > 1 for v in self.qrels.values())}
 
 
 # Not models.encoder.jitted_embed_fn: that one spreads a batch over every device of every host, and validation runs
@@ -164,8 +245,7 @@ def scores(z_NxD: np.ndarray, z0_NxD: np.ndarray, vs: ValidationSet, folds: int,
   bootstrap interval over validation documents (val_ci_low / val_ci_high) and val_verdict. `cv`: z's
   cv_probe_predictions when the caller already has them."""
   u_NxD = geometry.l2_normalize(z_NxD)
-  out: dict[str, Any] = {"val_uniformity": geometry.uniformity(u_NxD),
-                         "val_base_distance": float(np.mean(1.0 - np.sum(u_NxD * geometry.l2_normalize(z0_NxD), axis=1)))}
+  out = _geometry_scores(z_NxD, z0_NxD)
   if vs.has_labels:
     if cv is _COMPUTE:
       cv = cv_probe_predictions(z_NxD, vs.labels_N, folds, repeats)
@@ -180,18 +260,54 @@ def scores(z_NxD: np.ndarray, z0_NxD: np.ndarray, vs: ValidationSet, folds: int,
   return out
 
 
+def _geometry_scores(z_NxD: np.ndarray, z0_NxD: np.ndarray) -> dict[str, Any]:
+  u_NxD = geometry.l2_normalize(z_NxD)
+  return {"val_uniformity": geometry.uniformity(u_NxD),
+          "val_base_distance": float(np.mean(1.0 - np.sum(u_NxD * geometry.l2_normalize(z0_NxD), axis=1)))}
+
+
+def retrieval_scores(q_QxD: np.ndarray, d_NxD: np.ndarray, vq: ValidationQueries,
+                     base_ndcg_Q: np.ndarray | None = None) -> tuple[dict[str, Any], np.ndarray]:
+  """Validation retrieval of query embeddings q (rows = vq.query_ids) over the pool's d (rows = vq.doc_ids):
+  val_ndcg@10, val_mrr@10, val_recall@10 (means over the queries) and, with the base's per-query nDCG@10, the
+  paired difference: val_diff, its 95% bootstrap interval over queries (val_ci_low / val_ci_high) and
+  val_verdict. Returns (scores, per-query nDCG@10 float64 [Q])."""
+  idx_QxK, score_QxK = dense_search(q_QxD, d_NxD, _RETRIEVAL_DEPTH)
+  per = evaluate(idx_QxK, score_QxK, vq.query_ids, vq.doc_ids, vq.qrels)
+  out: dict[str, Any] = {f"val_{m}": float(per[m].mean()) for m in ("ndcg@10", "mrr@10", "recall@10")}
+  if base_ndcg_Q is not None:
+    cmp = paired_bootstrap_mean(per["ndcg@10"], base_ndcg_Q)
+    out.update(val_diff=cmp["diff"], val_ci_low=cmp["ci_low"], val_ci_high=cmp["ci_high"], val_verdict=cmp["verdict"])
+  return out, per["ndcg@10"]
+
+
 class Validator:
   """Scores an encoder on the validation set against the initial encoder's embeddings."""
 
   def __init__(self, cfg: ml_collections.ConfigDict, prepared, config, initial_encoder: Any):
     self.cfg, self.config = cfg, config
     v = cfg.validation
+    if str(v.metric) not in METRICS:
+      raise ValueError(f"config.validation.metric must be one of {METRICS}, got {v.metric!r}")
+    self.key = score_key(cfg)
+    field = None
+    if str(v.metric) == "retrieval":  # a missing field stops the run before training, not at its end
+      from jaxemb.data.readers import peek_fields
+      field, present = query_field(cfg), peek_fields(prepared.corpus_path)
+      if field not in present:
+        raise ValueError(f"config.validation.metric='retrieval' reads each document's query from field {field!r}, "
+                         f"which {prepared.corpus_path} does not have (fields seen: {', '.join(sorted(present))}); "
+                         "set config.validation.query_field (or config.pairs.query_field)")
     windowing = Windowing(int(v.window), int(v.stride), str(v.pooling), int(v.max_windows)).check(2, config.max_tokens)
     self.vs = ValidationSet.from_prepared(prepared, max_docs=int(v.max_docs), max_length=int(v.max_length),
                                           seed=cfg.seed, windowing=windowing)
+    self.queries = None
+    if field is not None and self.vs is not None:
+      self.queries = ValidationQueries.from_prepared(prepared, self.vs, field=field, max_length=int(v.max_length))
     self.initial = initial_encoder
     self._z0 = None
     self._base_cv = _COMPUTE  # the base's cv_probe_predictions (None: not computable), once computed
+    self._base_retrieval = None  # the base's (query embeddings, per-query nDCG@10), once computed
 
   @property
   def available(self) -> bool:
@@ -203,11 +319,27 @@ class Validator:
     return self._z0
 
   def base_cv(self):
-    """The base's cv_probe_predictions (None without labels or when not computable), computed once."""
+    """The base's cv_probe_predictions (None without labels, with the retrieval metric or when not computable),
+    computed once."""
     if self._base_cv is _COMPUTE:
       self._base_cv = (cv_probe_predictions(self.z0(), self.vs.labels_N, int(self.cfg.validation.folds),
-                                            int(self.cfg.validation.repeats)) if self.vs.has_labels else None)
+                                            int(self.cfg.validation.repeats))
+                       if self.vs.has_labels and self.queries is None else None)
     return self._base_cv
+
+  def base_retrieval(self) -> tuple[np.ndarray, np.ndarray]:
+    """The base's query embeddings and per-query nDCG@10, computed once."""
+    if self._base_retrieval is None:
+      q0 = embed(self.initial, self.queries.rows, self.config)
+      self._base_retrieval = (q0, retrieval_scores(q0, self.z0(), self.queries)[1])
+    return self._base_retrieval
+
+  def _retrieval_scores(self, params_encoder) -> dict[str, Any]:
+    """Geometry and retrieval scores of an encoder (None: the base, from the anchor's embeddings)."""
+    q0, base_ndcg = self.base_retrieval()
+    z = self.z0() if params_encoder is None else embed(params_encoder, self.vs, self.config)
+    q = q0 if params_encoder is None else embed(params_encoder, self.queries.rows, self.config)
+    return {**_geometry_scores(z, self.z0()), **retrieval_scores(q, z, self.queries, base_ndcg)[0]}
 
   def _scores(self, z: np.ndarray, cv: Any = _COMPUTE) -> dict[str, Any]:
     base = self.base_cv()
@@ -215,6 +347,8 @@ class Validator:
                   None if base is None else base.preds, cv)
 
   def score(self, params_encoder) -> dict[str, Any]:
+    if self.queries is not None:
+      return self._retrieval_scores(params_encoder)
     return self._scores(embed(params_encoder, self.vs, self.config))
 
   def choose_alpha(self, trained_encoder, alphas: list[float]) -> dict[str, Any]:
@@ -222,20 +356,25 @@ class Validator:
     (its embeddings are the anchor's: scored once, whether or not 0 is among the candidates)."""
     table = []
     for a in sorted(set([0.0, *alphas])):
-      if a == 0.0:  # the base: its embeddings and cross-validated predictions are the anchor's, computed once
+      if self.queries is not None:  # a = 0: the base, scored from the anchor's embeddings
+        s = self._retrieval_scores(None if a == 0.0 else interpolate(self.initial, trained_encoder, a))
+      elif a == 0.0:  # the base: its embeddings and cross-validated predictions are the anchor's, computed once
         s = self._scores(self.z0(), cv=self.base_cv())
       else:
         s = self._scores(embed(interpolate(self.initial, trained_encoder, a), self.vs, self.config))
       table.append({"alpha": a, "candidate": a in alphas, **s})
-    if self.vs.has_labels:
+    if self.queries is not None or self.vs.has_labels:
       best = max((r for r in table if r["candidate"]),
-                 key=lambda r: (np.nan_to_num(r["val_probe_f1"], nan=-1.0), -r["alpha"]))
-      chosen, criterion = best["alpha"], "val_probe_f1"
+                 key=lambda r: (np.nan_to_num(r[self.key], nan=-1.0), -r["alpha"]))
+      chosen, criterion = best["alpha"], self.key
     else:
       chosen, criterion = float(self.cfg.interpolate.default_alpha), "default_alpha (no label field)"
     base = self.base_cv()
-    return {"chosen_alpha": chosen, "criterion": criterion, "n_validation_docs": self.vs.n_docs,
-            "cv": None if base is None else base.scheme, "table": table}
+    out = {"chosen_alpha": chosen, "criterion": criterion, "n_validation_docs": self.vs.n_docs,
+           "cv": None if base is None else base.scheme, "table": table}
+    if self.queries is not None:
+      out["retrieval"] = self.queries.record()
+    return out
 
 
 def parse_alphas(value: str) -> list[float]:
@@ -255,28 +394,29 @@ def _path_key(path) -> str:
   return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
-def save_best(workdir: Path, step: int, score: float, encoder_tree: Any) -> None:
+def save_best(workdir: Path, step: int, key: str, score: float, encoder_tree: Any) -> None:
   """Persists the best step of validation.keep_best, so that a resumed run still knows it: the encoder as
-  safetensors with its step and score in the file's metadata, written to a temporary name and renamed (one
-  file: the weights and the step they belong to can never disagree)."""
+  safetensors with its step, score and the score's name (`score_key`) in the file's metadata, written to a
+  temporary name and renamed (one file: the weights and the step they belong to can never disagree)."""
   from safetensors.numpy import save_file
   flat = {_path_key(k): np.ascontiguousarray(v) for k, v in jax.tree_util.tree_flatten_with_path(encoder_tree)[0]}
   tmp = workdir / (BEST_WEIGHTS + ".tmp")
-  save_file(flat, str(tmp), metadata={"step": str(int(step)), "val_probe_f1": repr(float(score))})
+  save_file(flat, str(tmp), metadata={"step": str(int(step)), "metric": key, key: repr(float(score))})
   tmp.replace(workdir / BEST_WEIGHTS)
 
 
-def load_best(workdir: Path, template: Any, resumed_at: int) -> tuple[float, int, Any] | None:
-  """(val_probe_f1, step, encoder tree shaped like `template`) of the best step saved at or before
-  `resumed_at`, or None (no record, or one from steps that will be trained again)."""
+def load_best(workdir: Path, template: Any, resumed_at: int, key: str) -> tuple[float, int, Any] | None:
+  """(score `key`, step, encoder tree shaped like `template`) of the best step saved at or before `resumed_at`,
+  or None (no record, one from steps that will be trained again, or one scored by another metric)."""
   from safetensors import safe_open
   path = workdir / BEST_WEIGHTS
   if not path.exists():
     return None
   with safe_open(str(path), framework="numpy") as f:
     meta = f.metadata()
-    if int(meta["step"]) > resumed_at:
+    # a record without "metric" was scored by the probe, the only metric there was when it was written
+    if int(meta["step"]) > resumed_at or meta.get("metric", "val_probe_f1") != key:
       return None
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     tree = jax.tree_util.tree_unflatten(treedef, [f.get_tensor(_path_key(k)) for k, _ in leaves])
-  return float(meta["val_probe_f1"]), int(meta["step"]), tree
+  return float(meta[key]), int(meta["step"]), tree
