@@ -1,4 +1,5 @@
-"""Continued pre-training of a BERT/RoBERTa encoder with MLM, DeCLUTR or the metadata objective.
+"""Continued pre-training of a BERT/RoBERTa encoder: MLM, DeCLUTR, the metadata objective (the paper's three),
+SimCSE / window crops (configs/simcse.py, configs/adapt.py) or query -> document pairs (configs/pairs.py).
 
   python train.py --config configs/declutr.py --workdir runs/declutr
   python train.py --config configs/mlm.py:smoke --workdir /tmp/smoke --config.total_steps=20

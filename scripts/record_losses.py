@@ -11,6 +11,10 @@ step's lr is 0 in warm-up); `update_norm` does: measured at 8f7cc00, Adam's eps 
 tolerance (2 steps at lr <= 1e-4 decay the weights by ~1e-8). The test reruns `run()` and compares. Rerecord only when a change is meant to change these numbers, and say why in the commit.
 
   python scripts/record_losses.py [--out tests/fixtures/recorded_losses.json] [--commit SHA]
+  python scripts/record_losses.py --only NAME --why "..."   # a new objective: record its run, keep the others
+
+`--only` records (or re-records) the named runs into the existing fixture and notes each in its "rerecorded"
+entry with the commit and the reason, so adding an objective leaves every other run's baseline as it was.
 """
 
 from __future__ import annotations
@@ -120,19 +124,31 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--commit", default="", help="the commit of this tree when it is not a git checkout "
                       "(e.g. a `git archive` of an older commit); default: HEAD, marked when jaxemb/ or configs/ "
                       "differ from it")
+  parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                      help="record just these runs into the existing fixture (a new objective); the rest stay")
+  parser.add_argument("--why", default="", help="with --only: why these runs are (re)recorded (kept in the file)")
   args = parser.parse_args(argv)
+  if args.only is not None:
+    unknown = sorted(set(args.only) - set(config_names()))
+    if unknown or not args.why:
+      parser.error(f"--only needs --why and names among {', '.join(config_names())}"
+                   + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
   commit, dirty = args.commit, ""
   if not commit:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                             check=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--", "jaxemb", "configs"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.strip()
+  commit += "+uncommitted changes" if dirty else ""
   with tempfile.TemporaryDirectory() as tmp:
-    result = run(config_names(), Path(tmp))
-  record = {"commit": commit + ("+uncommitted changes" if dirty else ""), "steps": STEPS,
-            "corpus": {"n_notes": CORPUS_NOTES, "seed": CORPUS_SEED},
-            "model": {**TINY, "seed": TINY_SEED},
-            "runs": result}
+    result = run(args.only or config_names(), Path(tmp))
+  if args.only is not None:
+    record = json.loads(Path(args.out).read_text())
+    record["runs"].update(result)
+    record.setdefault("rerecorded", {}).update({n: {"commit": commit, "why": args.why} for n in result})
+  else:
+    record = {"commit": commit, "steps": STEPS, "corpus": {"n_notes": CORPUS_NOTES, "seed": CORPUS_SEED},
+              "model": {**TINY, "seed": TINY_SEED}, "runs": result}
   Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
   for name, r in result.items():
     print(f"{name:10s} loss " + " ".join(f"{v:.6f}" for v in r["loss"]) + f"  update_norm {r['update_norm']:.6g}")

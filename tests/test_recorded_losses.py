@@ -29,3 +29,23 @@ def test_training_steps_equal_the_recorded_ones(tmp_path):
     for key in (*record.STEP_METRICS, "update_norm"):
       # float32 on CPU: equal up to the order of reductions, far below what a changed step moves.
       np.testing.assert_allclose(got[name][key], want[key], rtol=1e-5, err_msg=f"{name} {key}")
+
+
+def test_only_records_the_named_run_and_keeps_the_others(tmp_path):
+  """`--only NAME --why ...` (how a new objective adds its run): the named run is recorded again (here mlm,
+  equal to its record since nothing changed), every other run and the baseline commit stay byte for byte, and
+  the reason is kept under "rerecorded"."""
+  import shutil
+  record = load_module("scripts/record_losses.py", "record_losses")
+  out = tmp_path / "recorded.json"
+  shutil.copy(FIXTURES / "recorded_losses.json", out)
+  before = json.loads(out.read_text())
+  assert record.main(["--only", "mlm", "--why", "a test", "--out", str(out), "--commit", "abc"]) == 0
+  after = json.loads(out.read_text())
+  assert after["commit"] == before["commit"]
+  assert {k: v for k, v in after["runs"].items() if k != "mlm"} == {k: v for k, v in before["runs"].items()
+                                                                      if k != "mlm"}
+  for key in (*record.STEP_METRICS, "update_norm"):
+    np.testing.assert_allclose(after["runs"]["mlm"][key], before["runs"]["mlm"][key], rtol=1e-5)
+  assert after["rerecorded"]["mlm"] == {"commit": "abc", "why": "a test"}
+  assert after["rerecorded"]["simcse"] == before["rerecorded"]["simcse"]

@@ -74,11 +74,12 @@ def base_config(objective: str) -> ml_collections.ConfigDict:
     c[objective] = block
 
   # Cached contrastive loss (GradCache: objectives/cached.py) for global batches whose activations do not fit:
-  # the contrastive passes of simcse run in this many chunks, keeping only each chunk's inputs.
+  # the contrastive passes of simcse, declutr and metadata run in this many chunks, keeping only each chunk's
+  # inputs.
   from jaxemb.objectives import cached
   cached.defaults(c)
 
-  # Adaptation levers (freeze, LoRA, MLM head, anchors to the initial weights): all off by default.
+  # Adaptation levers (freeze, LoRA, MLM head, penalties toward the initial weights): all off by default.
   from jaxemb.train import levers, validation
   levers.defaults(c)
   # Validation scores during training and the weight-space interpolation chosen on the validation split.

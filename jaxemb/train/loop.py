@@ -191,10 +191,10 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]
   workdir = Path(workdir).expanduser().absolute()
   workdir.mkdir(parents=True, exist_ok=True)
   with WorkdirLock(workdir, jax.process_index()):  # a second run on this workdir stops here, naming the holder
-    return _train(cfg, workdir)
+    return _run(cfg, workdir)
 
 
-def _train(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
+def _run(cfg: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
   is_host0 = jax.process_index() == 0
   check_workdir(cfg, workdir, is_host0)
   saved = ckpt.agreed_steps(workdir)  # the same on every host, or a UserError

@@ -1,7 +1,7 @@
 """The training toolkit shared by pre-training, fine-tuning and the probe heads: AdamW with one weight-decay
 mask (no decay on biases and LayerNorm), learning-rate schedules (warmup + linear decay, slanted-triangular,
 constant), global-norm clipping and gradient accumulation, all from optax. Early stopping is in
-`early_stopping.py`, macro-F1 in `jaxemb/metrics/classification.py`, hash dropout in `jaxemb/models/encoder.py`."""
+`early_stopping.py`, macro-F1 in `jaxemb/metrics/classification.py`, hash dropout in `jaxemb/models/dropout.py`."""
 
 from __future__ import annotations
 

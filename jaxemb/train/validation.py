@@ -22,8 +22,8 @@ The validation documents are the prepared corpus's `validation` split (never `te
 The score the choices maximise (`score_key`) is `val_probe_f1`, or `val_ndcg@10` with the retrieval metric. With
 it, the interpolation weight is the one with the best score (ties: the smaller weight, i.e. closer to the base);
 with neither labels nor the retrieval metric it is `interpolate.default_alpha`, a default measured in the sweep
-(docs/RESULTS.md "Recipes"). The interpolation table also holds the base itself (a = 0, from the anchor's
-embeddings) and each weight's paired difference from the base on the validation split: for the probe the
+(docs/RESULTS.md "Recipes"). The interpolation table also holds the base itself (a = 0, from the initial
+encoder's embeddings) and each weight's paired difference from the base on the validation split: for the probe the
 bootstrap interval of `metrics/compare.py` over validation documents, the fold partitions standing in for
 seeds; for retrieval the paired bootstrap of nDCG@10 over validation queries (`paired_bootstrap_mean`); and its
 verdict. That is the signal a recipe sweep reads without touching the test split.
@@ -335,7 +335,7 @@ class Validator:
     return self._base_retrieval
 
   def _retrieval_scores(self, params_encoder) -> dict[str, Any]:
-    """Geometry and retrieval scores of an encoder (None: the base, from the anchor's embeddings)."""
+    """Geometry and retrieval scores of an encoder (None: the base, from the initial encoder's embeddings)."""
     q0, base_ndcg = self.base_retrieval()
     z = self.z0() if params_encoder is None else embed(params_encoder, self.vs, self.config)
     q = q0 if params_encoder is None else embed(params_encoder, self.queries.rows, self.config)
@@ -353,12 +353,12 @@ class Validator:
 
   def choose_alpha(self, trained_encoder, alphas: list[float]) -> dict[str, Any]:
     """Scores of each interpolation weight and the chosen one (see the module docstring); a = 0 is the base
-    (its embeddings are the anchor's: scored once, whether or not 0 is among the candidates)."""
+    (its embeddings are the initial encoder's: scored once, whether or not 0 is among the candidates)."""
     table = []
     for a in sorted(set([0.0, *alphas])):
-      if self.queries is not None:  # a = 0: the base, scored from the anchor's embeddings
+      if self.queries is not None:  # a = 0: the base, scored from the initial encoder's embeddings
         s = self._retrieval_scores(None if a == 0.0 else interpolate(self.initial, trained_encoder, a))
-      elif a == 0.0:  # the base: its embeddings and cross-validated predictions are the anchor's, computed once
+      elif a == 0.0:  # the base: the initial encoder's embeddings and cross-validated predictions, computed once
         s = self._scores(self.z0(), cv=self.base_cv())
       else:
         s = self._scores(embed(interpolate(self.initial, trained_encoder, a), self.vs, self.config))
