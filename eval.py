@@ -61,12 +61,17 @@ def check_model(spec: str) -> None:
   resolve(spec)
 
 
-def check_data_specs(models: list[str], data) -> None:
+def check_data_specs(models: list[str], data) -> list[str]:
   """Stops (DataSpecMismatchError, a UserError) when a workdir model's pre-training could have seen a test
   document: its recorded split (WORKDIR/data_spec.json) against this evaluation's
-  (jaxemb.data.spec.check_compatible). An HF folder or "minilm" records no split and is not checked."""
+  (jaxemb.data.spec.check_compatible). An HF folder or "minilm" records no split and is not checked.
+
+  Returns the models whose pre-training read this corpus's validation documents. The evaluation chooses on the
+  validation split (the heads' early stopping, a hybrid's fusion weight, the chosen embedding), so its choices
+  for those models were made on text they trained on; the log and the report say so."""
   from jaxemb.data.spec import check_compatible, read_data_spec
   from jaxemb.resolve import resolve
+  saw_validation = []
   for spec in models:
     model = resolve(spec)
     recorded = None
@@ -78,6 +83,12 @@ def check_data_specs(models: list[str], data) -> None:
       note = check_compatible(recorded, data, model=spec)
       if note:
         log(f"data: {note}")
+      elif "validation" not in recorded["exclude_splits"]:
+        saw_validation.append(spec)
+        log(f"data: warning: model {spec!r} was pre-trained on this corpus's validation documents "
+            f"(data.exclude_splits={','.join(recorded['exclude_splits'])!r}), on which this evaluation chooses; "
+            "pre-train with data.exclude_splits=test,validation for choices it has not seen")
+  return saw_validation
 
 
 def _write_cards(verdict: list[dict[str, Any]], corpus: str, plan) -> None:
@@ -119,13 +130,14 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
   # The labelled corpus only when an evaluator reads it (retrieval reads its own queries and documents).
   data = load_eval_data(cfg.data) if any(ev.needs_labels for ev in evals) else None
   dataset: dict[str, Any] = {}
+  saw_validation: list[str] = []
   if data is not None:
     for note in data.notes:
       log(f"data: {note}")
     sizes = data.info["split_sizes"]
     log(f"data: {len(data.class_names)} classes; train {sizes['train']}, validation {sizes['validation']}, "
         f"test {sizes['test']} ({data.info['split_source']})")
-    check_data_specs(model_specs, data)
+    saw_validation = check_data_specs(model_specs, data)
     dataset = {**data.info, "notes": data.notes}
   config = cfg.to_dict()
   ctx = evaluators.Context(cfg=cfg, plan=plan, data=data, out=out, log=log)
@@ -134,9 +146,11 @@ def run(cfg, workdir: str | os.PathLike) -> dict[str, Any]:
     if extra:
       dataset[ev.name] = extra
       if extra.get("data_spec"):
-        check_data_specs(model_specs, extra["data_spec"])
+        saw_validation += check_data_specs(model_specs, extra["data_spec"])
   store = ResultsStore(out, resume_key(config, report.json_safe(dataset),
                                        texts_digest(data.texts) if data is not None else ""), log)
+  # After the resume key: a fact about the models, not the data, so older results.json files still resume.
+  dataset["validation_trained_on"] = list(dict.fromkeys(saw_validation))
 
   # ---- every unit: (model, evaluator unit), the models' in config order, then the model-free ones ----------
   jobs = [(spec, ev, unit) for spec in plan.models for ev in evals if ev.per_model for unit in ev.units()]

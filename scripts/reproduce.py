@@ -91,8 +91,8 @@ def pairs_argv(c: Corpus, data_path: str, out: Path, smoke: bool, model_init: st
   t = RETRIEVAL[c.name]
   return ["train.py", "--config", "configs/pairs.py" + (":smoke" if smoke else ""), "--workdir", str(out / "pairs"),
           f"--config.model.init={model_init}", f"--config.data.path={data_path}", "--config.data.text_field=text",
-          "--config.data.group_field=", "--config.data.split_field=split", "--config.data.exclude_splits=test",
-          f"--config.pairs.query_field={t.query_field}"] + (
+          "--config.data.group_field=", "--config.data.split_field=split",
+          "--config.data.exclude_splits=test,validation", f"--config.pairs.query_field={t.query_field}"] + (
       ["--config.freeze.layers=1"] if smoke else   # smoke models may have only 2 layers
       [f"--config.data.max_length={t.train_max_length}", f"--config.total_steps={t.steps}"])
 
@@ -112,7 +112,7 @@ def train_runs(c: Corpus, data_path: str, out: Path, smoke: bool, model_init: st
   budget = SMOKE_BUDGET if smoke else BUDGET
   data = [f"--config.data.path={data_path}", "--config.data.text_field=text",
           f"--config.data.metadata_field={c.metadata_field}", "--config.data.group_field=",
-          "--config.data.split_field=split", "--config.data.exclude_splits=test"]
+          "--config.data.split_field=split", "--config.data.exclude_splits=test,validation"]
   # Smoke overrides come last so they win over the per-run settings.
   small = ["--config.batch_size=4", "--config.data.pad_to_max=True", "--config.log_every=1",
            "--config.optim.warmup_steps=1"] if smoke else []

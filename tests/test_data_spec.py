@@ -163,6 +163,16 @@ def test_a_trained_workdir_is_checked_by_the_evaluator(tiny_model_dir, corpus, t
   ev = importlib.util.module_from_spec(s)
   s.loader.exec_module(ev)
   data = load_eval_data(_data_cfg(corpus, split_field=""))
-  ev.check_data_specs(["minilm", str(tmp_path / "w")], data)  # same split: passes; minilm is not checked
+  # Same split: passes; minilm is not checked. The run trained on the validation documents (it excluded test
+  # only), on which the evaluation chooses: it is named, and the report says so first.
+  assert ev.check_data_specs(["minilm", str(tmp_path / "w")], data) == [str(tmp_path / "w")]
+  from jaxemb.eval import report
+  md = report.write_outputs(tmp_path / "out", {"dataset": {"validation_trained_on": [str(tmp_path / "w")]},
+                                               "runs": [], "geometry": [], "config": {}})["md"].read_text()
+  assert "**Validation seen in pre-training:** `w`" in md.replace(f"`{report.model_slug(str(tmp_path / 'w'))}`",
+                                                                  "`w`")
+  cfg.data.exclude_splits = "test,validation"  # a run that did not: nothing to say
+  train(cfg, tmp_path / "w2")
+  assert ev.check_data_specs([str(tmp_path / "w2")], data) == []
   with pytest.raises(spec_lib.DataSpecMismatchError, match=r"'.*w@?\d*'?: .*data\.test_fraction=0\.3"):
     ev.check_data_specs([str(tmp_path / "w")], load_eval_data(_data_cfg(corpus, split_field="", test_fraction=0.3)))

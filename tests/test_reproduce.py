@@ -35,9 +35,10 @@ def test_reproduce_smoke_pipeline(tiny_model_dir, tmp_path):
   ret = json.loads((out / "retrieval" / "results.json").read_text())
   assert {(r["model"], r["mode"]) for r in ret["runs"]} >= {("bm25", "retrieval"), (str(out / "pairs"), "retrieval")}
   assert json.loads((out / "pairs" / "config.json").read_text())["objective"] == "pairs"
-  # Pre-training never saw the evaluation test split.
-  for run in ("mlm", "declutr", "meta_supcon"):
-    assert json.loads((out / run / "config.json").read_text())["data"]["exclude_splits"] == "test"
+  # Pre-training never saw the evaluation's test split, nor the validation split it chooses on.
+  for run in ("mlm", "declutr", "meta_supcon", "pairs"):
+    assert json.loads((out / run / "config.json").read_text())["data"]["exclude_splits"] == "test,validation"
+  assert ret["dataset"]["validation_trained_on"] == []
   # Rerunning resumes: everything is done, nothing is retrained or re-evaluated.
   r2 = subprocess.run([sys.executable, "scripts/reproduce.py", "--out", str(tmp_path / "repro"), "--smoke",
                        "--model", str(tiny_model_dir)], cwd=REPO, env=env, capture_output=True, text=True)

@@ -190,6 +190,11 @@ def write_outputs(out_dir: Path, doc: dict) -> dict[str, Path]:
   summary = summarize(runs, "test")
   has_curves = plot_fewshot_curves(summary, paths["curves"])
   md = ["# jaxemb evaluation report", ""] + verdict_md(verdict)
+  seen = dataset.get("validation_trained_on") or []
+  if seen:
+    md += [f"**Validation seen in pre-training:** {', '.join(f'`{model_slug(m)}`' for m in seen)} trained on this "
+           "corpus's validation documents, on which this evaluation chooses (early stopping, fusion weights, "
+           "embeddings): its choices for them were made on text they had seen.", ""]
   retrieval = retrieval_summary(runs)
   if retrieval:
     md += ["## Retrieval (test queries)", ""]
