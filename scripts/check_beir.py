@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
   def miss():
     raise SystemExit(f"check_beir: {a.model}'s embeddings are not in {wd / 'cache'}: run the evaluation first")
 
-  cache = Path(cfg["cache_dir"]).expanduser() if cfg.get("cache_dir") else wd / "cache"
+  # config.embed.cache_dir (results.json files written before it moved there name config.cache_dir)
+  cache_dir = (cfg.get("embed") or {}).get("cache_dir") or cfg.get("cache_dir")
+  cache = Path(cache_dir).expanduser() if cache_dir else wd / "cache"
   emb = {what: cached_embeddings(a.model, texts, max_length=int(cfg["max_length"]), cache_dir=cache,
                                  dtype=cfg["embed_dtype"], embed_fn=miss, log=lambda s: None)[0]
          for what, texts in (("docs", rs.doc_texts), ("queries", rs.query_texts))}  # the run embeds all its queries
