@@ -17,15 +17,14 @@ What it writes (the layout jaxemb/eval/retrieval_data.py `load_beir` reads):
 - make_beir.json: the source file and its sha256, the arguments and the counts (rows read, rows skipped for an
   empty query or document, documents, queries per split).
 
-Rows whose query or document field is missing or blank are skipped and counted; a row that is not a JSON
-object, or whose field is present but not a string, stops the script with file:line and field named.
+Rows are read by jaxemb's corpus reader (JSONL, CSV or Parquet, gzip or not). Rows whose query or document field
+is missing or blank are skipped and counted; a row the reader rejects (not a JSON object, bad UTF-8), or whose
+field is present but not a string, stops the script with file:line and field named.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -33,15 +32,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from jaxemb.data.readers import RejectedRow, iter_raw_records  # noqa: E402
+from jaxemb.data.spec import file_sha256  # noqa: E402
 from jaxemb.data.splits import text_key  # noqa: E402  (the exact-duplicate rule the rest of jaxemb uses)
 
 
 class BeirInputError(ValueError):
   pass
-
-
-def _open(path: Path):
-  return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
 
 
 def _field(row: dict, name: str, where: str) -> str | None:
@@ -66,45 +63,40 @@ def build(corpus: str | Path, out: str | Path, *, query_field: str, doc_field: s
   queries: dict[int, dict[str, Any]] = {}  # query text key -> {_id, text, splits, docs}
   seen_ids: set[str] = set()
   counts = {"rows": 0, "skipped_empty_query": 0, "skipped_empty_document": 0}
-  with _open(corpus) as f:
-    for line_no, line in enumerate(f, 1):
-      if not line.strip():
+  for line_no, row in iter_raw_records(corpus):
+    where = f"{corpus}:{line_no}"
+    if isinstance(row, RejectedRow):
+      if row.reason == "blank_line":
         continue
-      where = f"{corpus}:{line_no}"
-      try:
-        row = json.loads(line)
-      except ValueError as e:
-        raise BeirInputError(f"{where}: not JSON ({e})") from None
-      if not isinstance(row, dict):
-        raise BeirInputError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
-      counts["rows"] += 1
-      q_text, d_text = _field(row, query_field, where), _field(row, doc_field, where)
-      if q_text is None:
-        counts["skipped_empty_query"] += 1
-        continue
-      if d_text is None:
-        counts["skipped_empty_document"] += 1
-        continue
-      if id_field:
-        rid = row.get(id_field)
-        if not isinstance(rid, (str, int)) or isinstance(rid, bool) or str(rid).strip() == "":
-          raise BeirInputError(f"{where}: field {id_field!r} (--id-field) missing or not a string / integer")
-        rid = str(rid).strip()
-        if rid in seen_ids:
-          raise BeirInputError(f"{where}: field {id_field!r} value {rid!r} appears twice (ids must be unique)")
-        seen_ids.add(rid)
-      else:
-        rid = str(line_no)
-      split = row.get(split_field) if split_field else None
-      dk = text_key(d_text)
-      if dk not in doc_of_key:
-        doc_of_key[dk] = f"d{rid}"
-        docs.append({"_id": f"d{rid}", "title": "", "text": d_text})
-      qk = text_key(q_text)
-      q = queries.setdefault(qk, {"_id": f"q{rid}", "text": q_text, "splits": set(), "docs": []})
-      q["splits"].add(split if isinstance(split, str) else None)
-      if doc_of_key[dk] not in q["docs"]:
-        q["docs"].append(doc_of_key[dk])
+      raise BeirInputError(f"{where}: {row.reason} ({row.detail})")
+    counts["rows"] += 1
+    q_text, d_text = _field(row, query_field, where), _field(row, doc_field, where)
+    if q_text is None:
+      counts["skipped_empty_query"] += 1
+      continue
+    if d_text is None:
+      counts["skipped_empty_document"] += 1
+      continue
+    if id_field:
+      rid = row.get(id_field)
+      if not isinstance(rid, (str, int)) or isinstance(rid, bool) or str(rid).strip() == "":
+        raise BeirInputError(f"{where}: field {id_field!r} (--id-field) missing or not a string / integer")
+      rid = str(rid).strip()
+      if rid in seen_ids:
+        raise BeirInputError(f"{where}: field {id_field!r} value {rid!r} appears twice (ids must be unique)")
+      seen_ids.add(rid)
+    else:
+      rid = str(line_no)
+    split = row.get(split_field) if split_field else None
+    dk = text_key(d_text)
+    if dk not in doc_of_key:
+      doc_of_key[dk] = f"d{rid}"
+      docs.append({"_id": f"d{rid}", "title": "", "text": d_text})
+    qk = text_key(q_text)
+    q = queries.setdefault(qk, {"_id": f"q{rid}", "text": q_text, "splits": set(), "docs": []})
+    q["splits"].add(split if isinstance(split, str) else None)
+    if doc_of_key[dk] not in q["docs"]:
+      q["docs"].append(doc_of_key[dk])
 
   qrels: dict[str, list[tuple[str, str]]] = {"test": [], "dev": []}
   written = []
@@ -132,7 +124,7 @@ def build(corpus: str | Path, out: str | Path, *, query_field: str, doc_field: s
       f.write("query-id\tcorpus-id\tscore\n")
       f.writelines(f"{q}\t{d}\t1\n" for q, d in pairs)
   record = {
-      "source": str(corpus), "sha256": hashlib.sha256(corpus.read_bytes()).hexdigest(),
+      "source": str(corpus), "sha256": file_sha256(corpus),
       "query_field": query_field, "doc_field": doc_field, "split_field": split_field,
       "test_splits": list(test_splits), "dev_splits": list(dev_splits), "id_field": id_field,
       "counts": {**counts, "documents": len(docs),

@@ -70,8 +70,8 @@ def test_line_numbers_are_the_ids_without_an_id_field(tmp_path):
 
 @pytest.mark.parametrize("bad_line, message", [
     ('{"id": "f", "q": "x", "d": 5, "split": "test"}', "c.jsonl:7: field 'd' is int, expected a string"),
-    ('{"id": "f", "q": "x", "d": "y"', "c.jsonl:7: not JSON"),
-    ('["f", "x"]', "c.jsonl:7: a row must be a JSON object"),
+    ('{"id": "f", "q": "x", "d": "y"', "c.jsonl:7: malformed_json (Expecting"),
+    ('["f", "x"]', "c.jsonl:7: malformed_json (a JSON list, not an object)"),
     ('{"id": "a", "q": "x", "d": "y", "split": "test"}', "c.jsonl:7: field 'id' value 'a' appears twice"),
 ])
 def test_bad_rows_name_file_line_and_field(tmp_path, bad_line, message):

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxemb import objectives
 from jaxemb.models import lora as lora_lib
 from jaxemb.models.encoder import encode, mean_pool
 
@@ -70,7 +71,6 @@ class Levers:
     if cfg.mlm_head.bias_init not in ("zeros", "unigram"):
       raise ValueError(f"config.mlm_head.bias_init must be zeros or unigram, got {cfg.mlm_head.bias_init!r}")
     rank = int(cfg.lora.rank)
-    from jaxemb import objectives
     return cls(head_trains=bool(objectives.get(cfg.objective).uses_mlm_head(cfg)), frozen_embeddings=bool(cfg.freeze.embeddings), frozen_layers=int(cfg.freeze.layers),
                lora_scale=float(cfg.lora.alpha) / rank if rank else 0.0,
                warmup_steps=int(cfg.mlm_head.warmup_steps), l2sp=float(cfg.toward_base.l2sp),
